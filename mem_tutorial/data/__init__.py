@@ -1,0 +1,1 @@
+"""Data-set loaders (checksummed downloads, clear offline errors). Data knows nothing of models."""

@@ -1,0 +1,1 @@
+"""Task generators (batched, seeded, on any device). Tasks know nothing of models."""
