@@ -63,3 +63,89 @@ def content_addressing_explorer(memory: torch.Tensor, key_slots: list[int] | Non
     beta.observe(draw, names="value")
     draw()
     return widgets.VBox([widgets.HBox([slot, beta]), out])
+
+
+def ntm_addressing_stages(memory: torch.Tensor, key: torch.Tensor, beta: float, gate: float, shift_dist,
+                          gamma: float, prev_w: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The four weightings of the NTM addressing pipeline for one head (Graves et al. 2014, Figure 2, Eq. 5-9).
+
+    Args:
+        memory: [N, W]; key: [W]; prev_w: [N]; shift_dist: [S] (offsets -(S//2)..S//2); beta, gate, gamma: floats.
+
+    Returns:
+        ``{"content": w^c, "gated": w^g, "shifted": w~, "sharpened": w}``, each [N].
+    """
+    from mem_tutorial.memory import content_weighting, interpolate, sharpen, shift
+
+    dt = memory.dtype
+    s = torch.as_tensor(shift_dist, dtype=dt)
+    wc = content_weighting(memory[None], key[None], torch.tensor([beta], dtype=dt))
+    wg = interpolate(wc, prev_w[None].to(dt), torch.tensor([gate], dtype=dt))
+    ws = shift(wg, s[None])
+    w = sharpen(ws, torch.tensor([gamma], dtype=dt))
+    return {"content": wc[0], "gated": wg[0], "shifted": ws[0], "sharpened": w[0]}
+
+
+def ntm_addressing_explorer(memory: torch.Tensor | None = None, prev_slot: int = 3, key_slot: int = 10,
+                            seed: int = 0):
+    """Chapter 2: sliders for β, g, the shift offset (and its spread) and γ; bar plots of each stage's weighting.
+
+    The previous weighting is a one-hot at ``prev_slot``; the key is a noisy copy of row ``key_slot``. Move g to
+    switch between content (g = 1) and location (g = 0) addressing, shift the focus by -1/0/+1 slots, blur the
+    shift and sharpen it back with γ.
+
+    Args:
+        memory: [N, W] (default: a random 16 x 6 memory from ``seed``).
+
+    Returns:
+        an ``ipywidgets.VBox``; its ``.stages()`` attribute returns the current stages (for headless use).
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    gen = torch.Generator().manual_seed(seed)
+    if memory is None:
+        memory = torch.randn(16, 6, generator=gen, dtype=torch.float64)
+    if memory.dim() != 2:
+        raise ValueError(f"memory: expected shape [N, W], got {list(memory.shape)}")
+    n_slots = memory.shape[0]
+    key = memory[key_slot % n_slots] + 0.3 * torch.randn(memory.shape[1], generator=gen, dtype=memory.dtype)
+    prev = torch.zeros(n_slots, dtype=memory.dtype)
+    prev[prev_slot % n_slots] = 1.0
+
+    beta = widgets.FloatLogSlider(value=10.0, base=10, min=-1, max=2, step=0.05, description="β strength")
+    gate = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="g gate")
+    offset = widgets.IntSlider(value=1, min=-1, max=1, description="shift")
+    spread = widgets.FloatSlider(value=0.2, min=0.0, max=0.66, step=0.02, description="shift blur")
+    gamma = widgets.FloatSlider(value=1.0, min=1.0, max=20.0, step=0.5, description="γ sharpen")
+    out = widgets.Output()
+
+    def shift_dist() -> list[float]:
+        s = [spread.value / 2] * 3
+        s[offset.value + 1] = 1.0 - spread.value
+        return s
+
+    def stages() -> dict[str, torch.Tensor]:
+        return ntm_addressing_stages(memory, key, beta.value, gate.value, shift_dist(), gamma.value, prev)
+
+    def draw(*_):
+        st = stages()
+        with out:
+            out.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 5, figsize=(14, 2.4), sharey=True)
+            panels = [("previous w_{t-1}", prev), ("content w^c (β)", st["content"]), ("gated w^g (g)", st["gated"]),
+                      ("shifted w~ (s)", st["shifted"]), ("sharpened w (γ)", st["sharpened"])]
+            for ax, (title, w) in zip(axes, panels):
+                ax.bar(range(n_slots), w.numpy(), color="tab:blue")
+                ax.set_title(title, fontsize=9)
+                ax.set_xlabel("slot")
+                ax.set_ylim(0, 1)
+            fig.tight_layout()
+            plt.show()
+
+    for w in (beta, gate, offset, spread, gamma):
+        w.observe(draw, names="value")
+    draw()
+    box = widgets.VBox([widgets.HBox([beta, gate, offset]), widgets.HBox([spread, gamma]), out])
+    box.stages = stages
+    return box

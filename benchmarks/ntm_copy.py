@@ -1,0 +1,264 @@
+"""Chapter 2 benchmarks: NTM (and the LSTM baseline) on the NTM paper's copy and associative-recall tasks.
+
+Subcommands (each prints a table; ``--json`` writes the figures):
+
+  converge     sequences until the cost averaged over the last 1,000 sequences < 0.1 bit/seq, per seed, and
+               whether it stays there for the next ``--stay`` sequences (paper setting: LSTM controller 100,
+               one read and one write head, memory 128 x 20, 8-bit vectors, lengths 1-20)
+  speed        training sequences per second (forward + backward + update) at given batch sizes
+  generalise   mean bits error per sequence at lengths 20, 40, 80, 120 for saved NTM / LSTM checkpoints
+  recall       associative recall: sequences (episodes) until the windowed cost < ``--threshold``
+  retrain      train the shipped copy checkpoint (mem_tutorial/checkpoints/ntm_copy.pt)
+
+Examples:
+  python benchmarks/ntm_copy.py converge --seeds 0 1 2 3 4 --batch 1
+  python benchmarks/ntm_copy.py speed --batches 1 32
+  python benchmarks/ntm_copy.py retrain --out mem_tutorial/checkpoints/ntm_copy.pt
+  python benchmarks/ntm_copy.py generalise --ntm mem_tutorial/checkpoints/ntm_copy.pt --lstm /tmp/lstm_copy.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("MEM_TUTORIAL_PROGRESS", "0")
+
+import torch  # noqa: E402
+
+from mem_tutorial.models.lstm import LSTMBaseline, LSTMConfig  # noqa: E402
+from mem_tutorial.models.ntm import NTM, NTMConfig  # noqa: E402
+from mem_tutorial.runtime import get_device, seed_everything  # noqa: E402
+from mem_tutorial.tasks import associative_recall_task, copy_task  # noqa: E402
+from mem_tutorial.tasks.training import ConvergenceMonitor, evaluate, task_loss, train_on_task  # noqa: E402
+from mem_tutorial.train import load_checkpoint, save_checkpoint  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT = ROOT / "mem_tutorial" / "checkpoints" / "ntm_copy.pt"
+
+
+class PrintingMonitor(ConvergenceMonitor):
+    """Prints the windowed cost every ``every`` sequences (for long runs in a log)."""
+
+    def __init__(self, *args, every: int = 1000, label: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.every, self.label, self._next, self._t0 = every, label, every, time.time()
+
+    def update(self, costs):
+        mean = super().update(costs)
+        if self.seen >= self._next:
+            self._next += self.every
+            print(f"  {self.label} seq {self.seen:>7d}  avg bits/seq {mean:8.3f}  {time.time() - self._t0:6.0f} s",
+                  flush=True)
+        return mean
+
+
+def ntm_for(task: str, args) -> NTM:
+    sizes = {"copy": (9, 8), "associative_recall": (8, 6)}[task]
+    cfg = NTMConfig(input_size=sizes[0], output_size=sizes[1], controller=args.controller,
+                    controller_size=args.controller_size, memory_slots=args.slots, memory_width=args.width,
+                    memory_init=args.memory_init)
+    return NTM(cfg)
+
+
+def cmd_converge(args, task: str = "copy") -> dict:
+    device = get_device(args.device, verbose=False)
+    rows = []
+    for seed in args.seeds:
+        seed_everything(seed)
+        model = ntm_for(task, args).to(device)
+        mon = PrintingMonitor(args.window, args.threshold, every=args.print_every, label=f"seed {seed}")
+        t0 = time.time()
+        run = train_on_task(model, task, batch_size=args.batch, max_sequences=args.max_sequences,
+                            optimizer=args.optimizer, lr=args.lr, seed=seed, device=device, window=args.window,
+                            threshold=args.threshold, stop_after=args.stay, monitor=mon, log_every=10)
+        wall = time.time() - t0
+        conv = mon.converged_at
+        stayed = conv is not None and mon.relapsed_at is None and mon.seen >= conv + args.stay
+        rows.append({"seed": seed, "converged_at": conv, "stayed": stayed, "worst_after": mon.worst_after,
+                     "sequences": mon.seen, "wall_s": wall,
+                     "wall_to_converge_s": wall * conv / mon.seen if conv else None})
+        if args.save and conv is not None and seed == args.seeds[0]:
+            save_checkpoint(args.save, model, model.config.to_dict(), run.history, task=task, converged_at=conv)
+    print(f"\n{task}: batch {args.batch}, {args.optimizer} lr {args.lr}, threshold {args.threshold} bit/seq over "
+          f"{args.window} sequences, device {device}, load {os.getloadavg()[0]:.1f}")
+    print(f"{'seed':>4} {'converged at (seq)':>19} {'stays (next %d)' % args.stay:>16} {'worst after':>12} "
+          f"{'wall to conv (s)':>17}")
+    for r in rows:
+        conv = r["converged_at"] if r["converged_at"] is not None else "not converged"
+        wall = f"{r['wall_to_converge_s']:.0f}" if r["wall_to_converge_s"] else "-"
+        print(f"{r['seed']:>4} {conv!s:>19} {str(r['stayed']):>16} {r['worst_after']:>12.3f} {wall:>17}")
+    convs = [r["converged_at"] for r in rows if r["converged_at"] is not None]
+    if convs:
+        print(f"median sequences to converge: {statistics.median(convs):.0f} ({len(convs)}/{len(rows)} seeds)")
+    return {"task": task, "args": _args_dict(args), "rows": rows}
+
+
+def cmd_speed(args) -> dict:
+    device = get_device(args.device, verbose=False)
+    rows = []
+    for batch_size in args.batches:
+        seed_everything(0)
+        model = ntm_for("copy", args).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        gen = torch.Generator().manual_seed(0)
+        batches = [copy_task(batch_size, generator=gen).to(device) for _ in range(args.steps + 2)]
+        for b in batches[:2]:  # warm-up
+            loss = task_loss(model(b.inputs)[0], b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.time()
+        for b in batches[2:]:
+            loss = task_loss(model(b.inputs)[0], b)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_value_(model.parameters(), 10.0)
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.time() - t0
+        rows.append({"batch": batch_size, "seq_per_s": batch_size * args.steps / dt, "ms_per_update": 1000 * dt / args.steps})
+    print(f"\nspeed: copy lengths 1-20, NTM controller {args.controller_size}, memory {args.slots}x{args.width}, "
+          f"device {device}, threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
+    print(f"{'batch':>6} {'sequences/s':>12} {'ms/update':>10}")
+    for r in rows:
+        print(f"{r['batch']:>6} {r['seq_per_s']:>12.1f} {r['ms_per_update']:>10.1f}")
+    return {"args": _args_dict(args), "rows": rows}
+
+
+def load_model(path: str):
+    payload = load_checkpoint(path)
+    cfg = payload["config"]
+    model = LSTMBaseline(LSTMConfig(**cfg)) if "hidden_size" in cfg else NTM(NTMConfig(**cfg))
+    model.load_state_dict(payload["state_dict"])
+    return model
+
+
+def cmd_generalise(args) -> dict:
+    results = {}
+    for name, path in (("NTM", args.ntm), ("LSTM", args.lstm)):
+        if not path:
+            continue
+        model = load_model(path)
+        results[name] = {}
+        for length in args.lengths:
+            r = evaluate(model, "copy", sequences=args.sequences, batch_size=min(args.sequences, 25),
+                         task_kwargs={"min_len": length, "max_len": length})
+            results[name][length] = r["bits_error"]
+    print(f"\ngeneralisation on copy (trained on lengths 1-20): mean wrong bits per sequence over {args.sequences} "
+          f"sequences")
+    print(f"{'model':>6} " + " ".join(f"{'L=' + str(n):>9}" for n in args.lengths))
+    for name, r in results.items():
+        print(f"{name:>6} " + " ".join(f"{r[n]:>9.2f}" for n in args.lengths))
+    return {"args": _args_dict(args), "results": results}
+
+
+def cmd_retrain(args) -> dict:
+    """Train the shipped checkpoint: converge on copy (lengths 1-20), then train on for --stay sequences."""
+    args.seeds = [args.seed]
+    args.save = args.out
+    return cmd_converge(args, "copy")
+
+
+def cmd_lstm(args) -> dict:
+    """Train the LSTM baseline on copy for --max-sequences sequences and save it (for `generalise`)."""
+    seed_everything(args.seed)
+    model = LSTMBaseline(LSTMConfig(hidden_size=args.hidden, layers=args.layers))
+    mon = PrintingMonitor(1000, 0.1, every=args.print_every, label="LSTM")
+    run = train_on_task(model, "copy", batch_size=args.batch, max_sequences=args.max_sequences, lr=args.lr,
+                        seed=args.seed, monitor=mon, stop_after=args.stay)
+    save_checkpoint(args.out, model, model.config.to_dict(), run.history, converged_at=mon.converged_at)
+    print(f"LSTM {args.layers}x{args.hidden}: converged at {mon.converged_at}, last avg {mon.mean:.3f}")
+    return {"converged_at": mon.converged_at, "last": mon.mean}
+
+
+def _args_dict(args) -> dict:
+    return {k: v for k, v in vars(args).items() if k != "func"}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_args(p):
+        p.add_argument("--controller", default="lstm", choices=["lstm", "feedforward"])
+        p.add_argument("--controller-size", type=int, default=100)
+        p.add_argument("--slots", type=int, default=128)
+        p.add_argument("--width", type=int, default=20)
+        p.add_argument("--memory-init", default="constant", choices=["constant", "learned", "random"])
+
+    def train_args(p, batch=16, lr=1e-3, max_sequences=100_000):
+        model_args(p)
+        p.add_argument("--batch", type=int, default=batch)
+        p.add_argument("--optimizer", default="adam", choices=["adam", "rmsprop"])
+        p.add_argument("--lr", type=float, default=lr)
+        p.add_argument("--max-sequences", type=int, default=max_sequences)
+        p.add_argument("--window", type=int, default=1000)
+        p.add_argument("--threshold", type=float, default=0.1)
+        p.add_argument("--stay", type=int, default=5000)
+        p.add_argument("--print-every", type=int, default=1000)
+
+    p = sub.add_parser("converge")
+    train_args(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--save", help="save the first seed's model here if it converges")
+    p.set_defaults(func=cmd_converge)
+
+    p = sub.add_parser("recall")
+    train_args(p, max_sequences=60_000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--save")
+    p.set_defaults(func=lambda a: cmd_converge(a, "associative_recall"))
+
+    p = sub.add_parser("speed")
+    model_args(p)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--steps", type=int, default=30)
+    p.set_defaults(func=cmd_speed)
+
+    p = sub.add_parser("generalise")
+    p.add_argument("--ntm", default=str(CHECKPOINT))
+    p.add_argument("--lstm")
+    p.add_argument("--lengths", type=int, nargs="+", default=[20, 40, 80, 120])
+    p.add_argument("--sequences", type=int, default=100)
+    p.set_defaults(func=cmd_generalise)
+
+    p = sub.add_parser("retrain")
+    train_args(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(CHECKPOINT))
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("lstm")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-sequences", type=int, default=50_000)
+    p.add_argument("--stay", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--print-every", type=int, default=2000)
+    p.add_argument("--out", default="/tmp/lstm_copy.pt")
+    p.set_defaults(func=cmd_lstm)
+
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = args.func(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
