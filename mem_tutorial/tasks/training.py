@@ -54,7 +54,8 @@ def task_loss(logits: torch.Tensor, batch: TaskBatch) -> torch.Tensor:
 class ConvergenceMonitor:
     """Counts training sequences until the cost averaged over the last ``window`` sequences is < ``threshold``.
 
-    ``converged_at``: the number of sequences seen when that first happened (None before). ``relapsed``:
+    The criterion is checked once per :meth:`update` (per training batch), so ``converged_at`` is a multiple of
+    the batch size. ``converged_at``: the number of sequences seen when that first happened (None before). ``relapsed``:
     whether the windowed average later exceeded ``threshold`` again (checked once per update).
     """
 

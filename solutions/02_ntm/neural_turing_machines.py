@@ -426,8 +426,11 @@ print(f"sequences seen: {run.sequences}; cost over the last {len(run.monitor.cos
 # %% [markdown]
 # ## 9. A trained NTM: where it writes and reads
 #
-# The course ships a trained copy-task NTM (`mem_tutorial/checkpoints/ntm_copy.pt`, the paper's sizes: LSTM
-# controller 100, memory 128 × 20). Load it (or retrain it with the command in `benchmarks/RESULTS.md`):
+# The course ships a copy-task NTM checkpoint (`mem_tutorial/checkpoints/ntm_copy.pt`, the paper's sizes: LSTM
+# controller 100, memory 128 × 20) with the recipe that trained it. Load it, or retrain it with
+# `python benchmarks/ntm_copy.py retrain` (see `benchmarks/RESULTS.md`, Chapter 2). If `converged_at` below is
+# `None`, this checkpoint is only partly trained (its recipe says how far): the figures then show a network
+# still learning, and a retrained one shows the clean patterns described below.
 
 # %%
 from pathlib import Path
@@ -441,12 +444,13 @@ ntm = NTM(NTMConfig(**payload["config"])).to(device)
 ntm.load_state_dict(payload["state_dict"])
 ntm.eval()
 print("trained with library", payload["library_version"], "| config:", payload["config"])
+print("recipe:", payload["extra"].get("recipe"), "| sequences:", payload["extra"].get("sequences"))
 print("converged after", payload["extra"].get("converged_at"), "training sequences")
 
 # %% [markdown]
 # As in the paper's Figure 6: inputs, outputs, and the write and read weightings over time for one sequence of
-# length 20. The write head walks forward through consecutive slots while the input arrives; after the delimiter
-# the read head jumps back to the first written slot (by content) and walks forward in step.
+# length 20. In a converged NTM the write head walks forward through consecutive slots while the input arrives;
+# after the delimiter the read head returns to the first written slot and walks forward in step.
 
 # %%
 with torch.no_grad():
@@ -468,7 +472,8 @@ plt.show()
 #
 # The NTM was trained on lengths 1–20 only. Because it learned a *procedure* ("write at the next slot, later read
 # from the first slot onwards") with parameters that do not depend on the sequence length, it keeps working on
-# longer sequences as long as memory has room. Mean wrong bits per sequence:
+# longer sequences as long as memory has room (the paper's Figure 4; a converged checkpoint shows it, a partly
+# trained one does not). Mean wrong bits per sequence of the loaded checkpoint:
 
 # %%
 lengths = mt.pick(fast=[10, 20, 30, 40], full=[10, 20, 30, 40, 60, 80, 100, 120])
