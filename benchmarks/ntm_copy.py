@@ -177,10 +177,12 @@ def cmd_retrain(args) -> dict:
     seed_everything(args.seed)
     device = get_device(args.device, verbose=False)
     model = ntm_for("copy", args).to(device)
+    if args.init_from:
+        load_checkpoint(args.init_from, model)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
     mon = PrintingMonitor(args.window, args.threshold, every=args.print_every, label="curriculum")
-    max_len, recent, seen, t0 = 2, [], 0, time.time()
+    max_len, recent, seen, t0 = args.start_len, [], 0, time.time()
     from mem_tutorial.tasks import bits_error
     from mem_tutorial.tasks.training import clip_gradients
 
@@ -195,7 +197,7 @@ def cmd_retrain(args) -> dict:
         cost = bits_error(logits.detach(), batch.targets, batch.masks).cpu()
         seen += args.batch
         recent = (recent + [cost.mean().item()])[-20:]
-        if max_len < 20 and len(recent) == 20 and sum(recent) / 20 < 0.5:
+        if max_len < 20 and len(recent) == 20 and sum(recent) / 20 < args.advance_below:
             max_len, recent = min(20, max_len + 2), []
             print(f"  seq {seen}: max length -> {max_len} ({time.time() - t0:.0f} s)", flush=True)
         if args.save_every and (seen // args.batch) % args.save_every == 0:
@@ -286,6 +288,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(CHECKPOINT))
     p.add_argument("--curriculum", action="store_true", help="grow the maximum length from 2 to 20")
     p.add_argument("--save-every", type=int, default=0, help="(curriculum) also save every this many updates")
+    p.add_argument("--start-len", type=int, default=2, help="(curriculum) first maximum length")
+    p.add_argument("--advance-below", type=float, default=0.5,
+                   help="(curriculum) grow the length when the last 20 updates average below this cost (bit/seq)")
+    p.add_argument("--init-from", help="(curriculum) start from this checkpoint's weights")
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("lstm")
