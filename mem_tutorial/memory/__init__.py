@@ -2,8 +2,10 @@
 
 from mem_tutorial.memory.access import read, write
 from mem_tutorial.memory.addressing import COSINE_EPS, content_weighting, cosine_similarity
+from mem_tutorial.memory.addressing import SHARPEN_EPS, interpolate, ntm_addressing, sharpen, shift
 
 __all__ = ["COSINE_EPS", "content_weighting", "cosine_similarity", "read", "write"]
+__all__ += ["SHARPEN_EPS", "interpolate", "ntm_addressing", "sharpen", "shift"]
 
 # Chapter 3 (DNC): dynamic allocation and temporal links.
 from mem_tutorial.memory.allocation import (  # noqa: E402
