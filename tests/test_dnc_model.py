@@ -184,3 +184,51 @@ def test_float64_and_config_roundtrip():
     torch.testing.assert_close(model(x)[0], clone(x)[0])
     y, state = model.double()(x.double())
     assert y.dtype == D and state.link.dtype == D
+
+
+# ---------------------------------------------------------------- Chapter 3 tasks
+def test_reuse_task_layout():
+    from mem_tutorial.tasks.reuse import needs_reuse, reuse_task
+
+    g = torch.Generator().manual_seed(0)
+    b = reuse_task(5, episodes=3, min_len=2, max_len=4, width=5, generator=g)
+    B, T, _ = b.inputs.shape
+    assert b.inputs.shape[-1] == 6 and b.targets.shape == (B, T, 5) and b.masks.shape == (B, T)
+    for k in range(B):
+        n = int(b.lengths[k])
+        delims = torch.nonzero(b.inputs[k, :, 5]).flatten().tolist()
+        assert len(delims) == 3
+        start = 0
+        for d in delims:  # each episode: L vectors, delimiter, L answers equal to the vectors
+            L = d - start
+            assert 2 <= L <= 4
+            torch.testing.assert_close(b.targets[k, d + 1 : d + 1 + L], b.inputs[k, start:d, :5])
+            assert b.masks[k, d + 1 : d + 1 + L].sum() == L and b.masks[k, start : d + 1].sum() == 0
+            start = d + 1 + L
+        assert start == n and b.masks[k, n:].sum() == 0 and b.inputs[k, n:].sum() == 0
+    assert needs_reuse(8, 3, 3) and not needs_reuse(16, 3, 3)
+    b2 = reuse_task(5, episodes=3, min_len=2, max_len=4, width=5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(b.inputs, b2.inputs)
+    with pytest.raises(ValueError):
+        reuse_task(2, episodes=0)
+
+
+def test_graph_traversal_task_answers_follow_the_edges():
+    from mem_tutorial.tasks.graph import graph_traversal_task
+
+    V, E, Dg, P = 5, 3, 2, 4
+    b = graph_traversal_task(6, nodes=V, out_degree=Dg, labels=E, path_length=P,
+                             generator=torch.Generator().manual_seed(1))
+    M = V * Dg
+    assert b.inputs.shape == (6, M + 1 + P, 2 * V + E + 2) and b.targets.shape == (6, M + 1 + P, V)
+    for k in range(6):
+        edges = {}
+        for t in range(M):
+            x = b.inputs[k, t]
+            edges[(int(x[:V].argmax()), int(x[V : V + E].argmax()))] = int(x[V + E : 2 * V + E].argmax())
+        assert len(edges) == M  # distinct labels per node
+        node = int(b.inputs[k, M, :V].argmax())
+        for t in range(M + 1, M + 1 + P):
+            node = edges[(node, int(b.inputs[k, t, V : V + E].argmax()))]
+            assert int(b.targets[k, t].argmax()) == node and b.targets[k, t].sum() == 1
+        assert b.masks[k].sum() == P
