@@ -30,10 +30,14 @@ from mem_tutorial.runtime import seed_everything  # noqa: E402
 
 
 def time_training_step(batch: int, slots: int, word: int, reads: int, steps: int, hidden: int, bits: int,
-                       repeats: int, warmup: int, compile_step: bool = False) -> list[float]:
+                       repeats: int, warmup: int, compile_step: bool = False,
+                       port_path: str | None = None) -> list[float]:
     """Process-time seconds of one optimisation step (forward + backward + Adam), ``repeats`` times."""
     seed_everything(0)
-    model = DNC(bits, bits, slots, word, reads, hidden)
+    if port_path:  # the public PyTorch port (ixaxaar/pytorch-dnc, PyPI "dnc" 1.1.0), for comparison
+        model = _port_model(port_path, bits, slots, word, reads, hidden)
+    else:
+        model = DNC(bits, bits, slots, word, reads, hidden)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.randint(0, 2, (batch, steps, bits)).float()
     target = torch.randint(0, 2, (batch, steps, bits)).float()
@@ -41,7 +45,7 @@ def time_training_step(batch: int, slots: int, word: int, reads: int, steps: int
 
     def step() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
-        y, _ = forward(x)
+        y = forward(x)[0]
         loss = F.binary_cross_entropy_with_logits(y, target)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -58,16 +62,36 @@ def time_training_step(batch: int, slots: int, word: int, reads: int, steps: int
     return times
 
 
+def _port_model(path: str, bits: int, slots: int, word: int, reads: int, hidden: int) -> torch.nn.Module:
+    """Wrap the public port so that ``model(x)[0]`` is its output. ``path`` holds a package ``portdnc`` with the
+    port's ``dnc.py``, ``memory.py`` and ``util.py`` (its ``__init__`` imports FLANN/FAISS, so it is not used).
+    Not shipped with the course; see benchmarks/RESULTS.md for how it was obtained."""
+    sys.path.insert(0, path)
+    from portdnc.dnc import DNC as PortDNC  # type: ignore
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = PortDNC(bits, hidden, rnn_type="lstm", num_layers=1, nr_cells=slots, cell_size=word,
+                               read_heads=reads, batch_first=True, gpu_id=-1)
+
+        def forward(self, x):
+            return self.net(x, (None, None, None), reset_experience=True)
+
+    return Wrapped()
+
+
 def cmd_speed(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     rows = []
     for batch in args.batch:
         times = time_training_step(batch, args.slots, args.word, args.reads, args.steps, args.hidden, args.bits,
-                                   args.repeats, args.warmup, args.compile)
+                                   args.repeats, args.warmup, args.compile, args.port_path)
         med, best = 1000 * statistics.median(times), 1000 * min(times)
         rows.append((batch, med, best, med / batch))
     print(f"DNC training step (forward + backward + Adam), N={args.slots} W={args.word} R={args.reads} "
-          f"T={args.steps} H={args.hidden} X=Y={args.bits}, threads={args.threads}, compile={args.compile}")
+          f"T={args.steps} H={args.hidden} X=Y={args.bits}, threads={args.threads}, compile={args.compile}, "
+          f"model={'public port' if args.port_path else 'mem_tutorial'}")
     print(f"{'B':>4} {'median ms/step':>15} {'min ms/step':>12} {'ms/sequence':>12}")
     for batch, med, best, per_seq in rows:
         print(f"{batch:>4} {med:>15.1f} {best:>12.1f} {per_seq:>12.2f}")
@@ -99,9 +123,9 @@ def train_until(model, make_batch, steps: int, lr: float, eval_batch, eval_every
         if step % eval_every == 0 or step == steps:
             with torch.no_grad():
                 err = float(bits_error(model(eval_batch.inputs)[0], eval_batch.targets, eval_batch.masks).mean())
-            curve.append((step, err, float(loss)))
+            curve.append((step, err, float(loss.detach())))
             if log:
-                log(f"step {step:6d}  loss {float(loss):8.4f} bits/seq  eval error {err:7.4f} bits/seq")
+                log(f"step {step:6d}  loss {float(loss.detach()):8.4f} bits/seq  eval error {err:7.4f} bits/seq")
             if err < threshold and converged is None:
                 converged = step
                 break
@@ -146,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--warmup", type=int, default=3)
     sp.add_argument("--threads", type=int, default=1)
     sp.add_argument("--compile", action="store_true", help="wrap the model in torch.compile")
+    sp.add_argument("--port-path", default=None, help="time the public port instead (see _port_model)")
     sp.set_defaults(func=cmd_speed)
     rc = sub.add_parser("repeat-copy", help="steps to < 0.1 bit/seq with deepmind/dnc's repeat-copy defaults")
     rc.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -60,7 +60,8 @@ def usage_update(prev_usage: torch.Tensor, prev_write_weights: torch.Tensor, ret
     sizes = check_shape("prev_usage", prev_usage, "B N")
     check_shape("prev_write_weights", prev_write_weights, "B N", sizes)
     check_shape("retention", retention, "B N", sizes)
-    return (prev_usage + prev_write_weights - prev_usage * prev_write_weights) * retention
+    # u + w - u w, written as u + w (1 - u): one fewer temporary
+    return torch.addcmul(prev_usage, prev_write_weights, 1 - prev_usage) * retention
 
 
 def allocation_weighting(usage: torch.Tensor) -> torch.Tensor:
@@ -110,7 +111,8 @@ def write_weighting(
     check_shape("content_w", content_w, "B N", sizes)
     ga = _gate("alloc_gate", alloc_gate, sizes)
     gw = _gate("write_gate", write_gate, sizes)
-    return gw * (ga * allocation + (1 - ga) * content_w)
+    # g^a a + (1 - g^a) c, written as c + g^a (a - c)
+    return gw * torch.addcmul(content_w, ga, allocation - content_w)
 
 
 def _gate(name: str, gate: torch.Tensor, sizes: dict[str, int]) -> torch.Tensor:

@@ -44,7 +44,7 @@ def precedence_update(prev_precedence: torch.Tensor, write_weights: torch.Tensor
     """
     sizes = check_shape("prev_precedence", prev_precedence, "B N")
     check_shape("write_weights", write_weights, "B N", sizes)
-    return (1 - write_weights.sum(-1, keepdim=True)) * prev_precedence + write_weights
+    return torch.addcmul(write_weights, 1 - write_weights.sum(-1, keepdim=True), prev_precedence)
 
 
 def temporal_link_update(
@@ -104,16 +104,20 @@ class _TemporalLink(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         prev_link, prev_precedence, w = ctx.saved_tensors
-        grad = grad.clone()
-        grad.diagonal(dim1=-2, dim2=-1).zero_()  # D * G
+        # D * G without copying G: zero the diagonal of each N x N result instead, and remove the diagonal
+        # terms G[i, i] from the two matrix-vector products (O(N) corrections).
+        g_diag = grad.diagonal(dim1=-2, dim2=-1)  # [B, N]
         d_link = d_prec = d_w = None
         if ctx.needs_input_grad[0]:
             d_link = torch.sub(1 - w.unsqueeze(-1), w.unsqueeze(-2)).mul_(grad)
+            d_link.diagonal(dim1=-2, dim2=-1).zero_()
         if ctx.needs_input_grad[1]:
-            d_prec = torch.bmm(w.unsqueeze(-2), grad).squeeze(-2)
+            d_prec = torch.bmm(w.unsqueeze(-2), grad).squeeze(-2) - g_diag * w
         if ctx.needs_input_grad[2]:
             q = grad * prev_link
-            d_w = torch.bmm(grad, prev_precedence.unsqueeze(-1)).squeeze(-1) - q.sum(-1) - q.sum(-2)
+            q.diagonal(dim1=-2, dim2=-1).zero_()
+            d_w = torch.bmm(grad, prev_precedence.unsqueeze(-1)).squeeze(-1) - g_diag * prev_precedence
+            d_w = d_w - q.sum(-1) - q.sum(-2)
         return d_link, d_prec, d_w
 
 
@@ -163,5 +167,5 @@ def read_weighting(
     check_shape("content", content, "B R N", sizes)
     check_shape("forward", forward, "B R N", sizes)
     check_shape("read_modes", read_modes, "B R 3", sizes)
-    pi = read_modes.unsqueeze(-1)  # [B, R, 3, 1]
-    return pi[:, :, 0] * backward + pi[:, :, 1] * content + pi[:, :, 2] * forward
+    modes = torch.stack([backward, content, forward], dim=-2)  # [B, R, 3, N]
+    return torch.matmul(read_modes.unsqueeze(-2), modes).squeeze(-2)  # sum_k pi[k] * mode_k
