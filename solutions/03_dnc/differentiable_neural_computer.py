@@ -482,7 +482,7 @@ plt.show()
 # The loss is the binary cross-entropy in bits per sequence.
 
 # %%
-steps = mt.pick(fast=30, full=4000)
+steps = mt.pick(fast=15, full=4000)
 mt.seed_everything(1)
 model = DNC(**DNC_CONFIG).to(device)
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
