@@ -28,7 +28,7 @@ def test_parse_interface_constraints():
     assert it.read_strengths.shape == (B, R) and it.write_strength.shape == (B,)
     for gate in (it.erase, it.free_gates, it.alloc_gate, it.write_gate):
         assert torch.all((gate >= 0) & (gate <= 1))
-    assert it.free_gates.shape == (B, R) and it.alloc_gate.shape == (B,) and it.write_gate.shape == (B,)
+    assert it.free_gates.shape == (B, R) and it.alloc_gate.shape == (B, 1) and it.write_gate.shape == (B, 1)
     assert it.read_modes.shape == (B, R, 3)
     torch.testing.assert_close(it.read_modes.sum(-1), torch.ones(B, R, dtype=D))
     with pytest.raises(ValueError, match="xi"):

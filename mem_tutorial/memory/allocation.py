@@ -22,6 +22,7 @@ gradients (tested).
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
 from mem_tutorial.memory._shapes import check_shape
 
@@ -84,8 +85,7 @@ def allocation_weighting(usage: torch.Tensor) -> torch.Tensor:
     check_shape("usage", usage, "B N")
     sorted_usage, free_list = torch.sort(usage, dim=-1, stable=True)  # ascending: free_list = phi
     # exclusive cumulative product: prod_{i<j} u[phi_i], with an empty product = 1 for j = 1
-    ones = torch.ones_like(sorted_usage[:, :1])
-    before = torch.cumprod(torch.cat([ones, sorted_usage[:, :-1]], dim=-1), dim=-1)
+    before = torch.cumprod(F.pad(sorted_usage[:, :-1], (1, 0), value=1.0), dim=-1)
     sorted_allocation = (1 - sorted_usage) * before
     return torch.empty_like(usage).scatter(-1, free_list, sorted_allocation)
 

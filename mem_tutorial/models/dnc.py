@@ -60,8 +60,8 @@ class Interface(NamedTuple):
     erase: torch.Tensor  #: [B, W] erase vector e = sigmoid(.) in [0, 1]
     write_vector: torch.Tensor  #: [B, W] write vector v (unconstrained)
     free_gates: torch.Tensor  #: [B, R] free gates f = sigmoid(.)
-    alloc_gate: torch.Tensor  #: [B] allocation gate g^a = sigmoid(.)
-    write_gate: torch.Tensor  #: [B] write gate g^w = sigmoid(.)
+    alloc_gate: torch.Tensor  #: [B, 1] allocation gate g^a = sigmoid(.)
+    write_gate: torch.Tensor  #: [B, 1] write gate g^w = sigmoid(.)
     read_modes: torch.Tensor  #: [B, R, 3] read modes pi = softmax(.) over (backward, content, forward)
 
 
@@ -114,8 +114,8 @@ def parse_interface(xi: torch.Tensor, word_size: int, read_heads: int) -> Interf
         erase=erase,
         write_vector=write_vector,
         free_gates=free_gates,
-        alloc_gate=alloc_gate.squeeze(-1),
-        write_gate=write_gate.squeeze(-1),
+        alloc_gate=alloc_gate,
+        write_gate=write_gate,
         read_modes=torch.softmax(modes.reshape(B, R, 3), dim=-1),
     )
 
@@ -230,8 +230,8 @@ class DNC(nn.Module):
             state = self.initial_state(B, x.device, x.dtype)
         traces: list[StepTrace] = []
         hidden, reads = [], []
-        for t in range(T):
-            controller_in = torch.cat([x[:, t], state.read_vectors.reshape(B, -1)], dim=-1)
+        for t, x_t in enumerate(x.unbind(1)):
+            controller_in = torch.cat([x_t, state.read_vectors.reshape(B, -1)], dim=-1)
             h, c = self.controller(controller_in, (state.h, state.c))
             iface = parse_interface(self.interface(h), self.word_size, self.read_heads)
             state, allocation = memory_step(state._replace(h=h, c=c), iface)

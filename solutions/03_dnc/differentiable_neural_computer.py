@@ -545,7 +545,7 @@ usage_t = torch.stack([tr.state.usage[0] for tr in traces]).cpu()
 alloc_t = torch.stack([tr.allocation[0] for tr in traces]).cpu()
 write_t = torch.stack([tr.state.write_weights[0] for tr in traces]).cpu()
 free_t = torch.stack([tr.interface.free_gates[0] for tr in traces]).cpu()
-gates_t = torch.stack([torch.stack([tr.interface.alloc_gate[0], tr.interface.write_gate[0]]) for tr in traces]).cpu()
+gates_t = torch.stack([torch.cat([tr.interface.alloc_gate[0], tr.interface.write_gate[0]]) for tr in traces]).cpu()
 delims = torch.nonzero(seq.inputs[0, :, -1]).flatten().tolist()
 
 fig, axes = plt.subplots(4, 1, figsize=(10, 8), sharex=True)
