@@ -114,9 +114,15 @@ def interpolate(content_w: torch.Tensor, prev_w: torch.Tensor, gate: torch.Tenso
     """
     wc, sizes, squeeze = _weights_view("content_w", content_w)
     wp = _head_view("prev_w", prev_w, "B R N", sizes, squeeze)
-    g = _head_view("gate", gate, "B R", sizes, squeeze).unsqueeze(-1)
-    out = g * wc + (1 - g) * wp
+    g = _head_view("gate", gate, "B R", sizes, squeeze)
+    out = _interpolate(wc, wp, g)
     return out.squeeze(1) if squeeze else out
+
+
+def _interpolate(wc: torch.Tensor, wp: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Eq. 7 on checked [B, R, N], [B, R, N], [B, R] tensors."""
+    g = g.unsqueeze(-1)
+    return g * wc + (1 - g) * wp
 
 
 def shift(weights: torch.Tensor, shift_dist: torch.Tensor) -> torch.Tensor:
@@ -126,7 +132,7 @@ def shift(weights: torch.Tensor, shift_dist: torch.Tensor) -> torch.Tensor:
     the probability of the shift OFFSET ``j - S // 2``; with S = 3 the entries are offsets (-1, 0, +1).
     An offset of +1 moves the focus FORWARD: a one-hot weighting at slot i becomes a one-hot at slot
     (i + 1) mod N, so slot N - 1 wraps around to slot 0. Equivalently
-    ``w~ = sum_k s[k] * torch.roll(w, k)`` over offsets k. Offsets larger than N wrap around too.
+    ``w~ = sum_j s[j] * torch.roll(w, j - S // 2)``. Offsets larger than N wrap around too.
 
     Args:
         weights: [B, R, N] (or [B, N]) gated weightings w^g_t.
@@ -137,14 +143,27 @@ def shift(weights: torch.Tensor, shift_dist: torch.Tensor) -> torch.Tensor:
     """
     w, sizes, squeeze = _weights_view("weights", weights)
     s = _head_view("shift_dist", shift_dist, "B R S", sizes, squeeze)
-    n_shifts = s.shape[-1]
-    if n_shifts % 2 != 1:
-        raise ValueError(f"shift_dist: expected an odd number S of shift offsets (-(S//2)..S//2), got S={n_shifts}")
-    half = n_shifts // 2
-    # rolled[..., k, i] = w[..., (i - offset_k) mod N]: one roll per offset (a loop over S, not over slots).
-    rolled = torch.stack([torch.roll(w, k - half, dims=-1) for k in range(n_shifts)], dim=-2)  # [B, R, S, N]
-    out = torch.einsum("brs,brsn->brn", s, rolled)
+    if s.shape[-1] % 2 != 1:
+        raise ValueError(f"shift_dist: expected an odd number S of shift offsets (-(S//2)..S//2), got S={s.shape[-1]}")
+    out = _shift(w, s)
     return out.squeeze(1) if squeeze else out
+
+
+def _shift_index(n_slots: int, n_shifts: int, device: torch.device) -> torch.Tensor:
+    """idx[i, j] = (i - (j - S//2)) mod N: the slot that offset j brings to slot i. [N, S]."""
+    i = torch.arange(n_slots, device=device).unsqueeze(1)
+    offsets = torch.arange(n_shifts, device=device).unsqueeze(0) - n_shifts // 2
+    return torch.remainder(i - offsets, n_slots)
+
+
+def _shift(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Eq. 8 on checked [B, R, N] weights and [B, R, S] shift distributions (S odd).
+
+    Gathers, for every slot i, the S slots (i - offset) mod N, [B, R, N, S], then contracts with s: one
+    gather and one batched matrix product (no loop over slots or offsets).
+    """
+    idx = _shift_index(w.shape[-1], s.shape[-1], w.device)
+    return torch.matmul(w[..., idx], s.unsqueeze(-1)).squeeze(-1)
 
 
 def sharpen(weights: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
@@ -161,13 +180,18 @@ def sharpen(weights: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
         [B, R, N] (or [B, N]) distributions.
     """
     w, sizes, squeeze = _weights_view("weights", weights)
-    g = _head_view("gamma", gamma, "B R", sizes, squeeze).unsqueeze(-1)
+    g = _head_view("gamma", gamma, "B R", sizes, squeeze)
+    out = _sharpen(w, g)
+    return out.squeeze(1) if squeeze else out
+
+
+def _sharpen(w: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """Eq. 9 on checked [B, R, N] weights and [B, R] exponents."""
     # Divide by the largest entry first (the ratio is unchanged): the peak becomes 1, so w^gamma cannot
     # underflow to an all-zero row in float32 for large gamma, and the normaliser is >= 1.
     peak = w.amax(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
-    powered = (w / peak).pow(g)
-    out = powered / (powered.sum(-1, keepdim=True) + SHARPEN_EPS)
-    return out.squeeze(1) if squeeze else out
+    powered = (w / peak).pow(gamma.unsqueeze(-1))
+    return powered / (powered.sum(-1, keepdim=True) + SHARPEN_EPS)
 
 
 def ntm_addressing(
@@ -196,6 +220,13 @@ def ntm_addressing(
     Returns:
         [B, R, N] (or [B, N]) weightings w_t.
     """
-    content_w = content_weighting(memory, key, beta)
-    gated = interpolate(content_w, prev_w, gate)
-    return sharpen(shift(gated, shift_dist), gamma)
+    content_w = content_weighting(memory, key, beta)  # checks memory, key, beta
+    wc, sizes, squeeze = _weights_view("content_w", content_w)
+    wp = _head_view("prev_w", prev_w, "B R N", sizes, squeeze)
+    g = _head_view("gate", gate, "B R", sizes, squeeze)
+    s = _head_view("shift_dist", shift_dist, "B R S", sizes, squeeze)
+    if s.shape[-1] % 2 != 1:
+        raise ValueError(f"shift_dist: expected an odd number S of shift offsets (-(S//2)..S//2), got S={s.shape[-1]}")
+    gam = _head_view("gamma", gamma, "B R", sizes, squeeze)
+    out = _sharpen(_shift(_interpolate(wc, wp, g), s), gam)
+    return out.squeeze(1) if squeeze else out
