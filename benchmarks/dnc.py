@@ -98,7 +98,7 @@ def cmd_speed(args: argparse.Namespace) -> None:
 
 
 def train_until(model, make_batch, steps: int, lr: float, eval_batch, eval_every: int, threshold: float,
-                optimizer: str = "adam", clip: float = 10.0, log=None) -> dict:
+                optimizer: str = "adam", clip: float = 10.0, log=None, on_eval=None) -> dict:
     """Train on fresh batches; every ``eval_every`` steps measure bits/sequence on ``eval_batch``.
 
     Returns a dict with ``converged_step`` (first evaluation below ``threshold``, or None), the eval curve
@@ -124,6 +124,8 @@ def train_until(model, make_batch, steps: int, lr: float, eval_batch, eval_every
             with torch.no_grad():
                 err = float(bits_error(model(eval_batch.inputs)[0], eval_batch.targets, eval_batch.masks).mean())
             curve.append((step, err, float(loss.detach())))
+            if on_eval is not None:  # e.g. save a checkpoint of the run so far
+                on_eval(curve)
             if log:
                 log(f"step {step:6d}  loss {float(loss.detach()):8.4f} bits/seq  eval error {err:7.4f} bits/seq")
             if err < threshold and converged is None:
@@ -182,21 +184,24 @@ def cmd_reuse(args: argparse.Namespace) -> None:
         gen = torch.Generator().manual_seed(seed)
         eval_batch = reuse_task(512, generator=torch.Generator().manual_seed(10_000 + seed), **REUSE_TASK)
         model = build_reuse_model(args.model)
+        def save(curve, model=model, seed=seed):
+            res = {"curve": curve, "seed": seed, "model": args.model, "task": REUSE_TASK, "lr": args.lr,
+                   "batch_size": args.batch, "steps_run": curve[-1][0], "final_error": curve[-1][1]}
+            if args.out:
+                Path(args.out).write_text(json.dumps(res, indent=1))
+            if args.checkpoint and args.model == "dnc":
+                history = History()
+                for step, err, loss in curve:
+                    history.log(step, loss=loss, error=err)
+                save_checkpoint(args.checkpoint, model, model.config(), history, task=REUSE_TASK, seed=seed,
+                                batch_size=args.batch, lr=args.lr)
+
         res = train_until(model, lambda: reuse_task(args.batch, generator=gen, **REUSE_TASK), args.max_steps,
                           args.lr, eval_batch, args.eval_every, 0.1 if args.stop else -1.0, "adam", args.clip,
-                          log=lambda m, s=seed: print(f"[{args.model} seed {s}] {m}", flush=True))
-        res.update(seed=seed, model=args.model, task=REUSE_TASK)
+                          log=lambda m, s=seed: print(f"[{args.model} seed {s}] {m}", flush=True), on_eval=save)
         print(f"{args.model} seed {seed}: converged at step {res['converged_step']}, final error "
               f"{res['final_error']:.4f} bits/seq after {res['steps_run']} steps ({res['cpu_s']:.0f} CPU s)",
               flush=True)
-        if args.out:
-            Path(args.out).write_text(json.dumps(res, indent=1))
-        if args.checkpoint and args.model == "dnc":
-            history = History()
-            for step, err, loss in res["curve"]:
-                history.log(step, loss=loss, error=err)
-            save_checkpoint(args.checkpoint, model, model.config(), history, task=REUSE_TASK, seed=seed,
-                            batch_size=args.batch, lr=args.lr)
 
 
 def main(argv: list[str] | None = None) -> None:
