@@ -204,6 +204,23 @@ def cmd_reuse(args: argparse.Namespace) -> None:
               flush=True)
 
 
+def cmd_ship(args: argparse.Namespace) -> None:
+    """Write the course checkpoint: a trained DNC plus the DNC and NTM learning curves on the reuse task."""
+    from mem_tutorial.train import load_checkpoint, save_checkpoint
+
+    model = build_reuse_model("dnc")
+    payload = load_checkpoint(args.dnc_checkpoint, model)
+    comparison = {}
+    for name, path in (("DNC", args.dnc_curve), ("NTM", args.ntm_curve)):
+        if path:
+            res = json.loads(Path(path).read_text())
+            comparison[name] = {"steps": [c[0] for c in res["curve"]], "error": [c[1] for c in res["curve"]],
+                                "lr": res.get("lr"), "batch_size": res.get("batch_size")}
+    extra = dict(payload["extra"], comparison=comparison)
+    out = save_checkpoint(args.to, model, model.config(), payload["history"], **extra)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -244,6 +261,12 @@ def main(argv: list[str] | None = None) -> None:
     ru.add_argument("--out", type=str, default=None)
     ru.add_argument("--checkpoint", type=str, default=None, help="save the trained DNC here")
     ru.set_defaults(func=cmd_reuse)
+    sh = sub.add_parser("ship", help="write mem_tutorial/checkpoints/dnc_reuse.pt from a reuse run")
+    sh.add_argument("--dnc-checkpoint", required=True)
+    sh.add_argument("--dnc-curve", default=None)
+    sh.add_argument("--ntm-curve", default=None)
+    sh.add_argument("--to", default=str(ROOT / "mem_tutorial" / "checkpoints" / "dnc_reuse.pt"))
+    sh.set_defaults(func=cmd_ship)
     args = parser.parse_args(argv)
     args.func(args)
 
