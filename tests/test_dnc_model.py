@@ -232,3 +232,19 @@ def test_graph_traversal_task_answers_follow_the_edges():
             node = edges[(node, int(b.inputs[k, t, V : V + E].argmax()))]
             assert int(b.targets[k, t].argmax()) == node and b.targets[k, t].sum() == 1
         assert b.masks[k].sum() == P
+
+
+def test_memory_stepper_widget_draws_headless():
+    pytest.importorskip("ipywidgets")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mem_tutorial.viz.widgets import dnc_memory_stepper
+
+    model = DNC(3, 2, 4, 3, 2, 5)
+    x = torch.randn(1, 4, 3)
+    y, _, traces = model(x, trace=True)
+    box = dnc_memory_stepper(traces, inputs=x, targets=torch.zeros(1, 4, 2), outputs=y)
+    box.draw(3)
+    with pytest.raises(ValueError, match="traces"):
+        dnc_memory_stepper([])
