@@ -95,7 +95,8 @@ def dnc_memory_stepper(traces, inputs=None, targets=None, outputs=None, batch_in
     def draw(t=None, *_):
         t = step.value if t is None or not isinstance(t, int) else t
         tr = traces[t]
-        s, it = tr.state, tr.interface
+        s = type(tr.state)(*(v.detach() for v in tr.state))
+        it = type(tr.interface)(*(v.detach() for v in tr.interface))
         with out:
             out.clear_output(wait=True)
             fig, axes = plt.subplots(1, 4, figsize=(14, 3), gridspec_kw={"width_ratios": [1.2, 1, 1, 1]})
