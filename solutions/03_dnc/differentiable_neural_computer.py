@@ -456,17 +456,19 @@ print("interface size for W=8, R=2:", interface_size(8, 2), "= R*W + 3W + 5R + 3
 # %% [markdown]
 # ## 8. Training on the reuse task (load or train)
 #
-# The task (`mem_tutorial.tasks.reuse.reuse_task`): three **copy episodes** in a row, each of 2–4 random 4-bit
-# vectors followed by a delimiter and a recall phase. The memory has **4 slots**, every sequence holds 6–12
-# vectors: a model must free and reuse slots. One sequence (input left, target right):
+# The task (`mem_tutorial.tasks.reuse.reuse_task`): two **copy episodes** in a row, each of 2–3 random 4-bit
+# vectors followed by a delimiter and a recall phase. The memory has **3 slots** and every sequence holds 4–6
+# vectors: the second episode can only be stored in slots that the first one used, so a model must free and
+# reuse them. (The generator takes any number of episodes and lengths; this size trains on a laptop CPU.)
+# One sequence (input left, target right):
 
 # %%
 from mem_tutorial.tasks import bits_error, cross_entropy_bits
 from mem_tutorial.tasks.reuse import reuse_task
 from mem_tutorial.train import load_checkpoint, train
 
-TASK = dict(episodes=3, min_len=2, max_len=4, width=4)
-DNC_CONFIG = dict(input_size=5, output_size=4, memory_slots=4, word_size=8, read_heads=2, hidden_size=64)
+TASK = dict(episodes=2, min_len=2, max_len=3, width=4)
+DNC_CONFIG = dict(input_size=5, output_size=4, memory_slots=3, word_size=8, read_heads=2, hidden_size=64)
 
 example = reuse_task(1, generator=torch.Generator().manual_seed(3), **TASK)
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 2.2))
@@ -605,7 +607,7 @@ dnc_memory_stepper(traces, inputs=seq.inputs.cpu(), targets=seq.targets.cpu(), o
 # %% [markdown]
 # ## 10. NTM vs DNC at equal memory size
 #
-# The same task, the same memory (4 slots of 8 numbers), trained with the same optimiser and batch size
+# The same task, the same memory (3 slots of 8 numbers), trained with the same optimiser and batch size
 # (`python benchmarks/dnc.py reuse --model ntm|dnc`, results in `benchmarks/RESULTS.md`). The learning curves
 # stored with the checkpoint:
 
@@ -620,7 +622,7 @@ ax.axhline(0.1, color="grey", ls="--", lw=0.8)
 ax.set_yscale("log")
 ax.set_xlabel("training step (batch of 16)")
 ax.set_ylabel("wrong bits per sequence")
-ax.set_title("reuse task: DNC vs NTM, 4 memory slots")
+ax.set_title("reuse task: DNC vs NTM, 3 memory slots")
 ax.legend()
 plt.show()
 for name, curve in curves.items():
