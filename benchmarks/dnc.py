@@ -29,10 +29,9 @@ from mem_tutorial.models.dnc import DNC  # noqa: E402
 from mem_tutorial.runtime import seed_everything  # noqa: E402
 
 
-def time_training_step(batch: int, slots: int, word: int, reads: int, steps: int, hidden: int, bits: int,
-                       repeats: int, warmup: int, compile_step: bool = False,
-                       port_path: str | None = None) -> list[float]:
-    """Process-time seconds of one optimisation step (forward + backward + Adam), ``repeats`` times."""
+def make_training_step(batch: int, slots: int, word: int, reads: int, steps: int, hidden: int, bits: int,
+                       compile_step: bool = False, port_path: str | None = None):
+    """One optimisation step (forward + backward + gradient clipping + Adam) as a closure."""
     seed_everything(0)
     if port_path:  # the public PyTorch port (ixaxaar/pytorch-dnc, PyPI "dnc" 1.1.0), for comparison
         model = _port_model(port_path, bits, slots, word, reads, hidden)
@@ -43,22 +42,29 @@ def time_training_step(batch: int, slots: int, word: int, reads: int, steps: int
     target = torch.randint(0, 2, (batch, steps, bits)).float()
     forward = torch.compile(model) if compile_step else model
 
-    def step() -> torch.Tensor:
+    def step() -> None:
         opt.zero_grad(set_to_none=True)
         y = forward(x)[0]
         loss = F.binary_cross_entropy_with_logits(y, target)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
-        return loss
 
+    return step
+
+
+def time_steps(steps: list, repeats: int, warmup: int) -> list[list[float]]:
+    """Process-time seconds per call of each closure; the closures are interleaved so that they share the
+    machine's load equally (one call of each per round)."""
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps:
+            step()
+    times: list[list[float]] = [[] for _ in steps]
     for _ in range(repeats):
-        t0 = time.process_time()
-        step()
-        times.append(time.process_time() - t0)
+        for k, step in enumerate(steps):
+            t0 = time.process_time()
+            step()
+            times[k].append(time.process_time() - t0)
     return times
 
 
@@ -83,18 +89,24 @@ def _port_model(path: str, bits: int, slots: int, word: int, reads: int, hidden:
 
 def cmd_speed(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    rows = []
+    size = (args.slots, args.word, args.reads, args.steps, args.hidden, args.bits)
+    names = ["mem_tutorial"] + (["public port"] if args.port_path else [])
+    print(f"DNC training step (forward + backward + clip + Adam), N={args.slots} W={args.word} R={args.reads} "
+          f"T={args.steps} H={args.hidden} X=Y={args.bits}, threads={args.threads}, compile={args.compile}; "
+          f"{args.repeats} timed steps per model, interleaved")
+    print(f"{'model':<14} {'B':>4} {'median ms/step':>15} {'min ms/step':>12} {'ms/sequence':>12}")
     for batch in args.batch:
-        times = time_training_step(batch, args.slots, args.word, args.reads, args.steps, args.hidden, args.bits,
-                                   args.repeats, args.warmup, args.compile, args.port_path)
-        med, best = 1000 * statistics.median(times), 1000 * min(times)
-        rows.append((batch, med, best, med / batch))
-    print(f"DNC training step (forward + backward + Adam), N={args.slots} W={args.word} R={args.reads} "
-          f"T={args.steps} H={args.hidden} X=Y={args.bits}, threads={args.threads}, compile={args.compile}, "
-          f"model={'public port' if args.port_path else 'mem_tutorial'}")
-    print(f"{'B':>4} {'median ms/step':>15} {'min ms/step':>12} {'ms/sequence':>12}")
-    for batch, med, best, per_seq in rows:
-        print(f"{batch:>4} {med:>15.1f} {best:>12.1f} {per_seq:>12.2f}")
+        steps = [make_training_step(batch, *size, compile_step=args.compile)]
+        if args.port_path:
+            steps.append(make_training_step(batch, *size, port_path=args.port_path))
+        results = time_steps(steps, args.repeats, args.warmup)
+        medians = []
+        for name, times in zip(names, results):
+            med, best = 1000 * statistics.median(times), 1000 * min(times)
+            medians.append(med)
+            print(f"{name:<14} {batch:>4} {med:>15.1f} {best:>12.1f} {med / batch:>12.2f}")
+        if len(medians) == 2:
+            print(f"{'speed-up':<14} {batch:>4} {medians[1] / medians[0]:>14.2f}x")
 
 
 def train_until(model, make_batch, steps: int, lr: float, eval_batch, eval_every: int, threshold: float,
@@ -237,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--warmup", type=int, default=3)
     sp.add_argument("--threads", type=int, default=1)
     sp.add_argument("--compile", action="store_true", help="wrap the model in torch.compile")
-    sp.add_argument("--port-path", default=None, help="time the public port instead (see _port_model)")
+    sp.add_argument("--port-path", default=None, help="also time the public port, interleaved (see _port_model)")
     sp.set_defaults(func=cmd_speed)
     rc = sub.add_parser("repeat-copy", help="steps to < 0.1 bit/seq with deepmind/dnc's repeat-copy defaults")
     rc.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
