@@ -222,7 +222,9 @@ def cmd_ship(args: argparse.Namespace) -> None:
     from mem_tutorial.train import load_checkpoint, save_checkpoint
 
     model = build_reuse_model("dnc")
-    payload = load_checkpoint(args.dnc_checkpoint, model)
+    # runs started before the library stored torch's version as a plain string wrote a TorchVersion object
+    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+        payload = load_checkpoint(args.dnc_checkpoint, model)
     comparison = {}
     for name, path in (("DNC", args.dnc_curve), ("NTM", args.ntm_curve)):
         if path:
