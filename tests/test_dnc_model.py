@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from mem_tutorial.memory import COSINE_EPS
 from mem_tutorial.models.dnc import DNC, DNCState, Interface, interface_size, memory_step, oneplus, parse_interface
 
 D = torch.float64
@@ -55,8 +56,8 @@ def _random_state(B, N, W, R, H, g):
     )
 
 
-def _ref_content(M, k, beta):  # M [N, W], k [W]
-    sim = (M @ k) / (torch.sqrt((M * M).sum(-1) + 1e-6) * torch.sqrt((k * k).sum() + 1e-6))
+def _ref_content(M, k, beta):  # M [N, W], k [W]; the library's named epsilon under each norm's square root
+    sim = (M @ k) / (torch.sqrt((M * M).sum(-1) + COSINE_EPS) * torch.sqrt((k * k).sum() + COSINE_EPS))
     return torch.softmax(beta * sim, -1)
 
 
