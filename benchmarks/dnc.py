@@ -177,14 +177,14 @@ REUSE_DNC = dict(memory_slots=3, word_size=8, read_heads=2, hidden_size=64)
 REUSE_NTM = dict(memory_slots=3, memory_width=8, read_heads=1, controller_size=64)
 
 
-def build_reuse_model(kind: str) -> torch.nn.Module:
+def build_reuse_model(kind: str, slots: int | None = None) -> torch.nn.Module:
     """The DNC or the NTM for the reuse task, with the same memory size (N x W)."""
     inputs, outputs = REUSE_TASK["width"] + 1, REUSE_TASK["width"]
     if kind == "dnc":
-        return DNC(inputs, outputs, **REUSE_DNC)
+        return DNC(inputs, outputs, **dict(REUSE_DNC, **({"memory_slots": slots} if slots else {})))
     from mem_tutorial.models.ntm import NTM  # Chapter 2
 
-    return NTM(input_size=inputs, output_size=outputs, **REUSE_NTM)
+    return NTM(input_size=inputs, output_size=outputs, **dict(REUSE_NTM, **({"memory_slots": slots} if slots else {})))
 
 
 def cmd_reuse(args: argparse.Namespace) -> None:
@@ -192,13 +192,17 @@ def cmd_reuse(args: argparse.Namespace) -> None:
     from mem_tutorial.train import History, save_checkpoint
 
     torch.set_num_threads(1)
+    task = dict(REUSE_TASK)
+    for key in ("episodes", "min_len", "max_len"):
+        if getattr(args, key) is not None:
+            task[key] = getattr(args, key)
     for seed in args.seeds:
         seed_everything(seed)
         gen = torch.Generator().manual_seed(seed)
-        eval_batch = reuse_task(512, generator=torch.Generator().manual_seed(10_000 + seed), **REUSE_TASK)
-        model = build_reuse_model(args.model)
+        eval_batch = reuse_task(512, generator=torch.Generator().manual_seed(10_000 + seed), **task)
+        model = build_reuse_model(args.model, args.slots)
         def save(curve, model=model, seed=seed):
-            res = {"curve": curve, "seed": seed, "model": args.model, "task": REUSE_TASK, "lr": args.lr,
+            res = {"curve": curve, "seed": seed, "model": args.model, "task": task, "slots": args.slots, "lr": args.lr,
                    "batch_size": args.batch, "steps_run": curve[-1][0], "final_error": curve[-1][1]}
             if args.out:
                 Path(args.out).write_text(json.dumps(res, indent=1))
@@ -206,10 +210,10 @@ def cmd_reuse(args: argparse.Namespace) -> None:
                 history = History()
                 for step, err, loss in curve:
                     history.log(step, loss=loss, error=err)
-                save_checkpoint(args.checkpoint, model, model.config(), history, task=REUSE_TASK, seed=seed,
+                save_checkpoint(args.checkpoint, model, model.config(), history, task=task, seed=seed,
                                 batch_size=args.batch, lr=args.lr)
 
-        res = train_until(model, lambda: reuse_task(args.batch, generator=gen, **REUSE_TASK), args.max_steps,
+        res = train_until(model, lambda: reuse_task(args.batch, generator=gen, **task), args.max_steps,
                           args.lr, eval_batch, args.eval_every, 0.1 if args.stop else -1.0, "adam", args.clip,
                           log=lambda m, s=seed: print(f"[{args.model} seed {s}] {m}", flush=True), on_eval=save)
         print(f"{args.model} seed {seed}: converged at step {res['converged_step']}, final error "
@@ -273,6 +277,10 @@ def main(argv: list[str] | None = None) -> None:
     ru.add_argument("--lr", type=float, default=1e-3)
     ru.add_argument("--clip", type=float, default=10.0)
     ru.add_argument("--stop", action="store_true", help="stop at < 0.1 bit/seq")
+    ru.add_argument("--episodes", type=int, default=None, help="override REUSE_TASK")
+    ru.add_argument("--min-len", type=int, default=None)
+    ru.add_argument("--max-len", type=int, default=None)
+    ru.add_argument("--slots", type=int, default=None, help="memory slots N for both models (default 3)")
     ru.add_argument("--out", type=str, default=None)
     ru.add_argument("--checkpoint", type=str, default=None, help="save the trained DNC here")
     ru.set_defaults(func=cmd_reuse)

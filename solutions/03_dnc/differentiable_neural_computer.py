@@ -569,6 +569,11 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# What to look for (in the shipped model): while an episode is presented, the allocation gate is near 1 and each
+# vector goes to the slot the allocation weighting points at; the free gates stay high, so a slot's usage falls
+# once the read heads have read it back, and the next episode's vectors are allocated into exactly those slots.
+# Usage never needs to be 1 everywhere: the memory is recycled continuously.
+#
 # The link matrix at the end of the first episode's input, and the read modes of each head over time (stacked:
 # backward, content, forward).
 
