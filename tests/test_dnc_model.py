@@ -249,3 +249,25 @@ def test_memory_stepper_widget_draws_headless():
     box.draw(3)
     with pytest.raises(ValueError, match="traces"):
         dnc_memory_stepper([])
+
+
+def test_shipped_checkpoint_loads_and_solves_the_reuse_task():
+    from pathlib import Path
+
+    import mem_tutorial
+    from mem_tutorial.tasks import bits_error
+    from mem_tutorial.tasks.reuse import reuse_task
+    from mem_tutorial.train import load_checkpoint
+
+    path = Path(mem_tutorial.__file__).parent / "checkpoints" / "dnc_reuse.pt"
+    assert path.stat().st_size < 1_000_000
+    payload = load_checkpoint(path)
+    model = DNC(**payload["config"])
+    load_checkpoint(path, model)
+    task = payload["extra"]["task"]
+    assert model.memory_slots < task["episodes"] * task["min_len"], "the task must need memory reuse"
+    assert set(payload["extra"]["comparison"]) == {"DNC", "NTM"}
+    batch = reuse_task(64, generator=torch.Generator().manual_seed(123), **task)
+    with torch.no_grad():
+        err = bits_error(model(batch.inputs)[0], batch.targets, batch.masks).mean()
+    assert err < 0.1, f"shipped DNC makes {float(err):.3f} wrong bits per sequence"
