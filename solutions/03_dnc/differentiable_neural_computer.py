@@ -635,7 +635,7 @@ for name, curve in curves.items():
 
 # %% [markdown]
 # **Reading the curves honestly.** On this small configuration (two episodes, three slots) the NTM learns the
-# task too, and on a CPU budget it learned it *faster* (see `benchmarks/RESULTS.md`): its write head simply walks
+# task too, as fast or faster than the DNC (see `benchmarks/RESULTS.md`): its write head simply walks
 # around the three slots (shifts wrap around), overwriting the first episode after it has been read back. That
 # is memory reuse *by position*, and it works whenever slots become free in the order they were written. The
 # DNC's allocation does not depend on that order: it frees exactly the slots that were read and reuses them
