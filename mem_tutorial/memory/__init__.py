@@ -6,3 +6,32 @@ from mem_tutorial.memory.addressing import SHARPEN_EPS, interpolate, ntm_address
 
 __all__ = ["COSINE_EPS", "content_weighting", "cosine_similarity", "read", "write"]
 __all__ += ["SHARPEN_EPS", "interpolate", "ntm_addressing", "sharpen", "shift"]
+
+# Chapter 3 (DNC): dynamic allocation and temporal links.
+from mem_tutorial.memory.allocation import (  # noqa: E402
+    allocation_weighting,
+    retention_vector,
+    usage_update,
+    write_weighting,
+)
+from mem_tutorial.memory.linkage import (  # noqa: E402
+    READ_MODES,
+    directional_weightings,
+    precedence_update,
+    read_weighting,
+    temporal_link,
+    temporal_link_update,
+)
+
+__all__ += [
+    "READ_MODES",
+    "allocation_weighting",
+    "directional_weightings",
+    "precedence_update",
+    "read_weighting",
+    "retention_vector",
+    "temporal_link",
+    "temporal_link_update",
+    "usage_update",
+    "write_weighting",
+]

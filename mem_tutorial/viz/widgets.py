@@ -149,3 +149,84 @@ def ntm_addressing_explorer(memory: torch.Tensor | None = None, prev_slot: int =
     box = widgets.VBox([widgets.HBox([beta, gate, offset]), widgets.HBox([spread, gamma]), out])
     box.stages = stages
     return box
+
+
+def dnc_memory_stepper(traces, inputs=None, targets=None, outputs=None, batch_index: int = 0):
+    """Chapter 3: step through a trained DNC's memory over time with a slider.
+
+    For the chosen step t it shows the memory M_t, the write weighting with the allocation weighting, each read
+    head's weighting, the usage before/after, and the gates (allocation, write, free) and read modes.
+
+    Args:
+        traces: the list of ``StepTrace`` returned by ``DNC.forward(x, trace=True)`` (one per step).
+        inputs, targets, outputs: optional [B, T, *] tensors shown as the current step's input/target/output.
+        batch_index: which sequence of the batch to show.
+
+    Returns:
+        an ``ipywidgets.VBox`` (slider + output area); its ``draw(t)`` attribute redraws step t (headless use).
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    if not traces:
+        raise ValueError("traces: expected a non-empty list of StepTrace (run the DNC with trace=True)")
+    b = batch_index
+    T = len(traces)
+    step = widgets.IntSlider(value=0, min=0, max=T - 1, description="step t", continuous_update=False)
+    out = widgets.Output()
+
+    def _row(x):
+        return "".join(str(int(v > 0.5)) for v in x.tolist())
+
+    def draw(t=None, *_):
+        t = step.value if t is None or not isinstance(t, int) else t
+        tr = traces[t]
+        s = type(tr.state)(*(v.detach() for v in tr.state))
+        it = type(tr.interface)(*(v.detach() for v in tr.interface))
+        with out:
+            out.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 4, figsize=(14, 3), gridspec_kw={"width_ratios": [1.2, 1, 1, 1]})
+            mem = s.memory[b].detach().cpu()
+            axes[0].imshow(mem.numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
+            axes[0].set_title(f"memory M_t (t = {t})")
+            axes[0].set_xlabel("word position")
+            axes[0].set_ylabel("slot")
+            n = mem.shape[0]
+            x = torch.arange(n)
+            axes[1].bar(x - 0.2, s.write_weights[b].detach().cpu().numpy(), width=0.4, label="write w^w")
+            axes[1].bar(x + 0.2, tr.allocation[b].detach().cpu().numpy(), width=0.4, label="allocation a")
+            axes[1].set_ylim(0, 1)
+            axes[1].set_title("write")
+            axes[1].legend(fontsize=7)
+            rw = s.read_weights[b].detach().cpu()
+            for r in range(rw.shape[0]):
+                axes[2].bar(x + (r - (rw.shape[0] - 1) / 2) * 0.8 / rw.shape[0], rw[r].numpy(),
+                            width=0.8 / rw.shape[0], label=f"read head {r}")
+            axes[2].set_ylim(0, 1)
+            axes[2].set_title("read weightings")
+            axes[2].legend(fontsize=7)
+            axes[3].bar(x, s.usage[b].detach().cpu().numpy(), color="tab:gray")
+            axes[3].set_ylim(0, 1)
+            axes[3].set_title("usage u_t")
+            for ax in axes[1:]:
+                ax.set_xlabel("slot")
+            fig.tight_layout()
+            plt.show()
+            modes = it.read_modes[b].detach().cpu()
+            print(f"gates: allocation {float(it.alloc_gate[b]):.2f}  write {float(it.write_gate[b]):.2f}  "
+                  f"free {[round(float(f), 2) for f in it.free_gates[b]]}")
+            print("read modes (backward, content, forward): "
+                  + "  ".join(f"head {r}: {[round(float(v), 2) for v in modes[r]]}" for r in range(modes.shape[0])))
+            if inputs is not None:
+                line = f"input {_row(inputs[b, t])}"
+                if targets is not None:
+                    line += f"   target {_row(targets[b, t])}"
+                if outputs is not None:
+                    line += f"   output {_row(torch.sigmoid(outputs[b, t]))}"
+                print(line)
+
+    step.observe(lambda change: draw(change["new"]), names="value")
+    draw(0)
+    box = widgets.VBox([step, out])
+    box.draw = draw
+    return box
