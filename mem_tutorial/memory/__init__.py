@@ -4,3 +4,6 @@ from mem_tutorial.memory.access import read, write
 from mem_tutorial.memory.addressing import COSINE_EPS, content_weighting, cosine_similarity
 
 __all__ = ["COSINE_EPS", "content_weighting", "cosine_similarity", "read", "write"]
+from mem_tutorial.memory.keyvalue import candidate_scores, hop_update, key_addressing, value_reading  # noqa: E402
+
+__all__ += ["candidate_scores", "hop_update", "key_addressing", "value_reading"]
