@@ -490,3 +490,68 @@ def build_memories(kb: MovieKB, kind: str, window: int = 7) -> list[Memory]:
     if kind == "window+center+title":
         return window_memories(kb, window, center_encoding=True, title=True)
     raise ValueError(f"unknown memory kind {kind!r}; expected one of {MEMORY_KINDS}")
+
+
+# ---------------------------------------------------------------------- test-time edits
+
+
+def new_person(kb: MovieKB, rng: random.Random) -> str:
+    """A person name not yet in the KB (first + last name from the pools, or with a middle initial)."""
+    taken = kb.linker()
+    while True:
+        name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+        if rng.random() < 0.5 or _words(name) in taken:
+            name = f"{rng.choice(_FIRST)} {chr(rng.randint(65, 90))}. {rng.choice(_LAST)}"
+        if _words(name) not in taken:
+            return name
+
+
+def new_film_facts(kb: MovieKB, rng: random.Random) -> tuple[str, dict[str, tuple[str, ...]]]:
+    """A title not in the KB and facts for every relation; the director and writer are people the KB has never
+    seen, actors mix new and known people, the other objects come from the KB's pools (year 2020-2029: new)."""
+    taken = kb.linker()
+    while True:
+        title = f"The {rng.choice(_ADJ)} {rng.choice(_NOUN)} {rng.choice(('Returns', 'Rising', 'Reborn', 'Again'))}"
+        if _words(title) not in taken:
+            break
+    people = [e for e, t in kb.types.items() if t == "person"]
+    director = new_person(kb, rng)
+    writer = new_person(kb, rng)
+    while writer == director:
+        writer = new_person(kb, rng)
+    facts = {
+        "directed_by": (director,),
+        "written_by": (writer,),
+        "starred_actors": (new_person(kb, rng), *rng.sample(people, 2)),
+        "release_year": (str(rng.randint(2020, 2029)),),
+        "in_language": (rng.choice(_LANGUAGES),),
+        "has_genre": (rng.choice(_GENRES),),
+        "has_tags": tuple(rng.sample(_TAGS, 2)),
+    }
+    if len(set(facts["starred_actors"]) | {director, writer}) < 5:  # pragma: no cover - name clash, redraw
+        return new_film_facts(kb, rng)
+    return title, facts
+
+
+def make_edits(kb: MovieKB, n_new_films: int = 50, n_director_changes: int = 50, seed: int = 0
+               ) -> tuple[MovieKB, list[Question]]:
+    """Edit the KB as at test time and return (edited KB, questions whose answers changed).
+
+    Adds ``n_new_films`` films (new directors and writers, see :func:`new_film_facts`) and gives
+    ``n_director_changes`` existing films a different (existing) director. The questions are one forward
+    question per relation about each new film, and "who directed ...?" for each changed film, with the
+    edited KB's answers.
+    """
+    rng = random.Random(seed)
+    edited, questions = kb, []
+    for _ in range(n_new_films):
+        title, facts = new_film_facts(edited, rng)
+        edited = edited.with_film(title, facts)
+        questions += questions_about_film(edited, title)
+    directors = sorted({o for (f, r), objs in kb.facts.items() if r == "directed_by" for o in objs})
+    for film in rng.sample(kb.films, min(n_director_changes, len(kb.films))):
+        old = edited.objects(film, "directed_by")
+        new = rng.choice([d for d in directors if d not in old])
+        edited = edited.with_facts(film, "directed_by", (new,))
+        questions.append(question_for(edited, "directed_by", film))
+    return edited, questions
