@@ -114,7 +114,7 @@ def main(argv=None):
     runs = [(k, True) for k in args.kinds.split(",")]
     if "kb" in args.kinds.split(",") and not args.no_unrestricted:
         runs.insert(1, ("kb", False))
-    results = {}
+    results, trained = {}, {}
     for kind, restrict in runs:
         model, vocab, history, hits, seconds, cpu = run_kind(kind, kb, train_q, test_q, args, restrict)
         label = kind if restrict else "kb (all entities as candidates)"
@@ -127,12 +127,14 @@ def main(argv=None):
               f"edits {100 * edit[0]:5.1f} (new films {100 * edit[1]:5.1f}, changed directors {100 * edit[2]:5.1f}, "
               f"{edit[3]} questions)", flush=True)
         if args.save_checkpoints and restrict and kind in SHIPPED:
-            path = CHECKPOINT_DIR / f"kvmemnn_{kind.replace('+', '_')}.pt"
-            save_checkpoint(path, model, dataclasses.asdict(model.config), history, vocab=vocab.itos, kind=kind,
-                            kb={"n_films": args.films, "seed": args.seed}, steps=args.steps,
-                            test_hits_at_1=round(hits, 4), edit_accuracy=round(edit[0], 4))
-            _plain_torch_version(path)
-            print(f"  saved {path} ({path.stat().st_size / 1024:.0f} KiB)")
+            trained[kind] = (model, vocab, history, hits, edit[0])
+    for kind, (model, vocab, history, hits, edit_all) in trained.items():
+        path = CHECKPOINT_DIR / f"kvmemnn_{kind.replace('+', '_')}.pt"
+        save_checkpoint(path, model, dataclasses.asdict(model.config), history, vocab=vocab.itos, kind=kind,
+                        kb={"n_films": args.films, "seed": args.seed}, steps=args.steps,
+                        test_hits_at_1=round(hits, 4), edit_accuracy=round(edit_all, 4), benchmark=results)
+        _plain_torch_version(path)
+        print(f"  saved {path} ({path.stat().st_size / 1024:.0f} KiB)")
     print()
     print("| memory | test hits@1 (%) | training wall (s) | training CPU (s) | edited facts answered (%) "
           "| new films (%) | changed directors (%) |")

@@ -134,3 +134,65 @@ def test_edit_add_film_and_change_director(kb):
         kb.with_facts(film, "produced_by", ["x"])
     with pytest.raises(ValueError, match="is a"):
         kb.with_facts(film, "directed_by", [kb.films[1]])
+
+
+# ------------------------------------------------------------------ the real WikiMovies loader (on a tiny fake copy)
+
+from mem_tutorial.data import wikimovies  # noqa: E402
+
+_KB = """1 Kismet directed_by William Dieterle
+2 Kismet written_by Edward Knoblock
+3 Kismet starred_actors Marlene Dietrich, Edward Arnold, Ronald Colman
+4 Kismet release_year 1944
+5 Kismet has_imdb_rating famous
+
+1 The Night of the Iguana directed_by John Huston
+2 The Night of the Iguana in_language English
+"""
+_QA = """1 who directed Kismet?\tWilliam Dieterle
+1 who acted in Kismet?\tMarlene Dietrich, Edward Arnold, Ronald Colman
+"""
+
+
+def _fake_release(root):
+    base = root / "movieqa"
+    (base / "knowledge_source/wiki_entities").mkdir(parents=True)
+    (base / "questions/wiki_entities").mkdir(parents=True)
+    (base / wikimovies.KB_FILE).write_text(_KB)
+    for split in ("train", "dev", "test"):
+        (base / wikimovies.QUESTIONS.format(split=split)).write_text(_QA)
+    return base
+
+
+def test_wikimovies_parses_a_release(tmp_path, monkeypatch):
+    monkeypatch.delenv(wikimovies.ENV_VAR, raising=False)
+    _fake_release(tmp_path)
+    kb, qs = wikimovies.load_wikimovies("test", data_dir=tmp_path)
+    assert kb.objects("Kismet", "starred_actors") == ("Marlene Dietrich", "Edward Arnold", "Ronald Colman")
+    assert kb.objects("The Night of the Iguana", "directed_by") == ("John Huston",)
+    assert kb.types["1944"] == "year" and kb.types["Kismet"] == "film"
+    assert qs[1].answers == ("Marlene Dietrich", "Edward Arnold", "Ronald Colman")
+    assert tokenize(qs[0].text, kb) == ["who", "directed", "Kismet", "?"]
+    assert build_memories(kb, "kb")[0].key == ("Kismet", "directed_by")
+    # the environment variable works too
+    monkeypatch.setenv(wikimovies.ENV_VAR, str(tmp_path / "movieqa"))
+    assert wikimovies.wikimovies_dir() == tmp_path / "movieqa"
+
+
+def test_wikimovies_missing_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv(wikimovies.ENV_VAR, raising=False)
+    monkeypatch.setenv("MEM_TUTORIAL_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(wikimovies.WikiMoviesMissing, match=wikimovies.ENV_VAR) as err:
+        wikimovies.load_wikimovies("train")
+    assert "download=True" in str(err.value) and wikimovies.URL in str(err.value)
+    with pytest.raises(wikimovies.WikiMoviesMissing, match="does not contain"):
+        wikimovies.wikimovies_dir(tmp_path)
+    with pytest.raises(ValueError, match="split"):
+        wikimovies.load_wikimovies("nope", data_dir=tmp_path)
+
+
+def test_wikimovies_bad_lines_name_file_and_line():
+    with pytest.raises(wikimovies.WikiMoviesFormatError, match=r"kb.txt:2"):
+        wikimovies.parse_kb(["1 Kismet directed_by W D", "2 Kismet produced_by X"], "kb.txt")
+    with pytest.raises(wikimovies.WikiMoviesFormatError, match=r"qa.txt:1"):
+        wikimovies.parse_questions(["who directed Kismet? William"], "qa.txt")
