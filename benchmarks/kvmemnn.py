@@ -86,6 +86,33 @@ def edit_accuracy(model, vocab, kind, kb, args, restrict=True):
     return acc_all, acc_new, acc_changed, len(questions)
 
 
+def run_babi(args):
+    """The bAbI bridge: KV memories over bAbI stories (mem_tutorial.data.babi_kv), 1k training set."""
+    from mem_tutorial.data.babi import load_task
+    from mem_tutorial.data.babi_kv import KINDS, babi_kv
+    from mem_tutorial.models.kvmemnn import KVReader
+
+    print("\n| bAbI task | memory | test accuracy (%) | training wall (s) | training CPU (s) |")
+    print("|---|---|---|---|---|")
+    for task in [int(t) for t in args.babi_tasks.split(",") if t]:
+        train = load_task(task, "train", data_dir=args.babi_dir, download=False)
+        test = load_task(task, "test", data_dir=args.babi_dir, download=False)
+        for kind in KINDS:
+            data = babi_kv(list(train) + list(test), kind)
+            n = len(train)
+            vocab = build_vocab(data.memories, data.questions[:n], data.entities)
+            reader = KVReader(data.entities, data.memories, vocab, entity_dim=args.entity_dim, max_frequency=60,
+                              max_memories=None)
+            seed_everything(args.seed, threads=args.threads)
+            model = KVMemNN(len(vocab), word_dim=args.word_dim, entity_dim=args.entity_dim, hops=3)
+            t0, c0 = time.perf_counter(), time.process_time()
+            train_kvmemnn(model, reader, data.questions[:n], data.answers[:n], args.steps, batch_size=args.batch_size,
+                          lr=args.lr, seed=args.seed, desc=f"bAbI {task} {kind}")
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            acc = evaluate(model, reader, data.questions[n:], data.answers[n:])
+            print(f"| {task} | {kind} | {100 * acc:.1f} | {wall:.1f} | {cpu:.1f} |", flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--films", type=int, default=300, help="generated films (KB size)")
@@ -100,9 +127,14 @@ def main(argv=None):
     p.add_argument("--kinds", default=",".join(MEMORY_KINDS), help=f"comma-separated subset of {MEMORY_KINDS}")
     p.add_argument("--no-unrestricted", action="store_true", help="skip the all-entities-as-candidates KB run")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--babi-tasks", default="", help="also run the bAbI bridge on these tasks (e.g. 1,2); "
+                   "needs the bAbI files ($MEM_TUTORIAL_BABI_DIR or the cache)")
+    p.add_argument("--babi-dir", default=None, help="folder holding tasks_1-20_v1-2 (default: loader's search)")
     p.add_argument("--save-checkpoints", action="store_true", help=f"write the shipped checkpoints ({SHIPPED})")
     args = p.parse_args(argv)
 
+    if args.kinds == "none":
+        return run_babi(args)
     kb = generate_kb(args.films, args.seed)
     questions = generate_questions(kb, args.seed)
     train_q, valid_q, test_q = split_questions(questions, args.seed)
@@ -142,6 +174,8 @@ def main(argv=None):
     for label, hits, seconds, cpu, acc, acc_new, acc_changed, n in rows:
         print(f"| {label} | {100 * hits:.1f} | {seconds:.1f} | {cpu:.1f} | {100 * acc:.1f} | {100 * acc_new:.1f} | "
               f"{100 * acc_changed:.1f} |")
+    if args.babi_tasks:
+        run_babi(args)
     print(f"\ncommand: python {' '.join([Path(sys.argv[0]).as_posix()] + (argv or sys.argv[1:]))}")
     return results
 

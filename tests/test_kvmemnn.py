@@ -189,3 +189,26 @@ def test_most_edited_facts_are_answered(pretrained):
     reader = movie_reader(edited, "kb", vocab, entity_dim=model.entity_dim)
     acc = evaluate(model, reader, [tokenize(q.text, edited) for q in questions], [q.answers for q in questions])
     assert acc >= 0.9
+
+
+# ------------------------------------------------------------------ the bAbI bridge
+
+
+def test_babi_kv_memories_and_hashing_select_the_story():
+    from mem_tutorial.data.babi import parse_babi
+    from mem_tutorial.data.babi_kv import babi_kv
+
+    lines = ["1 Mary moved to the bathroom.", "2 John went to the hallway.", "3 Where is Mary?\tbathroom\t1",
+             "1 Sandra went to the garden.", "2 Where is Sandra?\tgarden\t1"]
+    examples = parse_babi(lines)
+    data = babi_kv(examples, "last-word")
+    assert [m.value for m in data.memories] == [("bathroom",), ("hallway",), ("garden",)]
+    assert data.memories[0].key[-2:] == ("_t1", "_story0") and data.memories[1].key[-2] == "_t0"
+    assert data.answers == [("bathroom",), ("garden",)] and set(data.entities) == {"bathroom", "hallway", "garden"}
+    reader = KVReader(data.entities, data.memories, build_vocab(data.memories, data.questions, data.entities),
+                      entity_dim=8, max_frequency=10, max_memories=None)
+    assert reader.hash(data.questions[0]) == [0, 1] and reader.hash(data.questions[1]) == [2]
+    sentence = babi_kv(examples, "sentence")
+    assert sentence.memories[0].value == examples[0].story[0]
+    with pytest.raises(ValueError, match="unknown kind"):
+        babi_kv(examples, "paragraph")
