@@ -12,32 +12,50 @@
 # ---
 
 # %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mem-tutorial/mem-tutorial/blob/main/notebooks/05_kv_memnn/key_value_memory_networks.ipynb)
+# [![Course home](https://img.shields.io/badge/course-mem--tutorial-blue)](https://github.com/mem-tutorial/mem-tutorial)
+# [![Paper](https://img.shields.io/badge/paper-arXiv%3A1606.03126-b31b1b)](https://arxiv.org/abs/1606.03126)
+#
 # # Chapter 5 — Key-Value Memory Networks
 #
-# [![paper](https://img.shields.io/badge/paper-arXiv%3A1606.03126-b31b1b.svg)](https://arxiv.org/abs/1606.03126)
-# ![chapter](https://img.shields.io/badge/chapter-5%20of%206-blue.svg)
-# ![cpu](https://img.shields.io/badge/FAST%20mode-under%201%20min%20on%20CPU-green.svg)
+# *External memory in neural networks, built from scratch.* End-To-End Memory Networks (Chapter 4) store each
+# sentence once and use it twice: an *input* embedding to decide where to look and an *output* embedding to decide
+# what to return. **Key-Value Memory Networks** (Miller, Fisch, Dodge, Karimi, Bordes & Weston, EMNLP 2016) make
+# that split explicit and free: a memory slot is a pair **(key, value)** where the key is whatever helps *find*
+# the slot (a film and a relation, a window of words) and the value is whatever should be *returned* (the object
+# of the fact, the entity at the window's centre). With it one model reads a knowledge base or raw documents, and
+# the memory can be **edited without retraining**.
 #
-# End-To-End Memory Networks (Chapter 4) store each sentence once and use it twice: an *input* embedding to
-# decide where to look and an *output* embedding to decide what to return. **Key-Value Memory Networks**
-# (Miller, Fisch, Dodge, Karimi, Bordes & Weston, EMNLP 2016) make that split explicit and free: a memory slot is
-# a pair **(key, value)** where the key is whatever helps *find* the slot (a film and a relation, a window of
-# words) and the value is whatever should be *returned* (the object of the fact, the entity at the window's
-# centre). With it the same model reads a knowledge base or raw documents.
-#
-# You will
-#
-# 1. build **key hashing**: an inverted index that pre-selects the few memories worth reading;
-# 2. write **key addressing** and **value reading**, and the **hop update** $q \leftarrow R_j(q + o)$;
-# 3. train a KV-MemNN on a generated WikiMovies-style world and compare KB, sentence and window memories;
-# 4. look at **which keys it attends to**, then **edit the memory at test time** (add a film, change a
-#    director) and watch the trained model answer from the new facts with no retraining;
-# 5. see the same pipeline as *retrieve-then-read*, the ancestor of retrieval-augmented generation (RAG).
+# **Contents**
+# 1. A small world of films (a WikiMovies-style generator)
+# 2. Exercise 1 — key hashing with an inverted index
+# 3. Exercise 2 — key addressing and value reading
+# 4. Exercise 3 — the hop update $q \leftarrow R_j(q + o)$; written question
+# 5. The model, and training it (load or train)
+# 6. KB versus documents: a hits@1 table like the paper's
+# 7. Which keys does it read?
+# 8. Editing the memory at test time
+# 9. Retrieve, then read: the road to RAG
+# 10. Explorer
+# 11. Summary · Exercises · References
 #
 # Symbols: B batch, K memories per question (after hashing), d embedding size, H hops.
 
+# %% [markdown]
+# ### Setup
+# This cell works locally and in Colab. In Colab it installs the course library from the one place configured in
+# `COURSE_SOURCE` (override it with the `MEM_TUTORIAL_SOURCE` environment variable).
+
 # %%
 # NBVAL_IGNORE_OUTPUT
+import os
+import subprocess
+import sys
+
+COURSE_SOURCE = os.environ.get("MEM_TUTORIAL_SOURCE", "git+https://github.com/mem-tutorial/mem-tutorial")
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", COURSE_SOURCE], check=True)
+
 import time
 
 import matplotlib.pyplot as plt
@@ -505,7 +523,7 @@ explorer = kv_memnn_explorer(kb_model, edited_reader, edited, examples)
 explorer
 
 # %% [markdown]
-# ## Summary
+# ## 11. Summary
 #
 # - A KV-MemNN memory slot is a **(key, value)** pair: keys are built to be *found*, values to be *returned*.
 # - **Key hashing** (an inverted index with a frequency cut-off) pre-selects a few memories per question.
