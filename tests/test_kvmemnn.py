@@ -213,3 +213,18 @@ def test_babi_kv_memories_and_hashing_select_the_story():
     assert sentence.memories[0].value == examples[0].story[0]
     with pytest.raises(ValueError, match="unknown kind"):
         babi_kv(examples, "paragraph")
+
+
+def test_explorer_widget_answers_headless(pretrained):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mem_tutorial.viz.widgets import kv_memnn_explorer
+
+    model, vocab, kb = pretrained
+    reader = movie_reader(kb, "kb", vocab, entity_dim=model.entity_dim)
+    q = question_for(kb, "directed_by", kb.films[0])
+    box = kv_memnn_explorer(model, reader, kb, [q.text])
+    result = box.ask(q.text)
+    assert result["answers"][0][0] in q.answers
+    assert result["weights"].shape == (model.hops, len(result["memories"]))
