@@ -49,20 +49,13 @@ from mem_tutorial.train import save_checkpoint  # noqa: E402
 SHIPPED = ("kb", "window+center+title")
 
 
-def _plain_torch_version(path):
-    """Store ``torch_version`` as a plain str: ``torch.__version__`` is a ``TorchVersion``, which
-    ``torch.load(weights_only=True)`` refuses (a save_checkpoint issue reported to the foundation's owner)."""
-    payload = torch.load(path, weights_only=False)
-    payload["torch_version"] = str(payload["torch_version"])
-    torch.save(payload, path)
-
-
 def run_kind(kind, kb, train_q, test_q, args, restrict=True):
     seed_everything(args.seed, threads=args.threads)
-    reader0 = movie_reader(kb, kind, entity_dim=args.entity_dim)
+    reader0 = movie_reader(kb, kind, entity_dim=args.entity_dim, window=args.window)
     train_tok = [tokenize(q.text, kb) for q in train_q]
     vocab = build_vocab(reader0.memories, train_tok, kb.entities)
-    reader = movie_reader(kb, kind, vocab, entity_dim=args.entity_dim, restrict_candidates=restrict)
+    reader = movie_reader(kb, kind, vocab, entity_dim=args.entity_dim, window=args.window,
+                          restrict_candidates=restrict)
     model = KVMemNN(len(vocab), word_dim=args.word_dim, entity_dim=args.entity_dim, hops=args.hops)
     t0, c0 = time.perf_counter(), time.process_time()
     history = train_kvmemnn(model, reader, train_tok, [q.answers for q in train_q], args.steps,
@@ -76,7 +69,8 @@ def run_kind(kind, kb, train_q, test_q, args, restrict=True):
 
 def edit_accuracy(model, vocab, kind, kb, args, restrict=True):
     edited, questions = make_edits(kb, args.edits, args.edits, seed=args.seed + 1)
-    reader = movie_reader(edited, kind, vocab, entity_dim=args.entity_dim, restrict_candidates=restrict)
+    reader = movie_reader(edited, kind, vocab, entity_dim=args.entity_dim, window=args.window,
+                          restrict_candidates=restrict)
     toks = [tokenize(q.text, edited) for q in questions]
     new_films = [q for q in questions[: -args.edits]]
     changed = questions[-args.edits:]
@@ -123,6 +117,7 @@ def main(argv=None):
     p.add_argument("--hops", type=int, default=2)
     p.add_argument("--word-dim", type=int, default=32)
     p.add_argument("--entity-dim", type=int, default=64)
+    p.add_argument("--window", type=int, default=7, help="window size W (tokens) for window memories")
     p.add_argument("--edits", type=int, default=50, help="new films and director changes (each)")
     p.add_argument("--kinds", default=",".join(MEMORY_KINDS), help=f"comma-separated subset of {MEMORY_KINDS}")
     p.add_argument("--no-unrestricted", action="store_true", help="skip the all-entities-as-candidates KB run")
@@ -165,7 +160,6 @@ def main(argv=None):
         save_checkpoint(path, model, dataclasses.asdict(model.config), history, vocab=vocab.itos, kind=kind,
                         kb={"n_films": args.films, "seed": args.seed}, steps=args.steps,
                         test_hits_at_1=round(hits, 4), edit_accuracy=round(edit_all, 4), benchmark=results)
-        _plain_torch_version(path)
         print(f"  saved {path} ({path.stat().st_size / 1024:.0f} KiB)")
     print()
     print("| memory | test hits@1 (%) | training wall (s) | training CPU (s) | edited facts answered (%) "
