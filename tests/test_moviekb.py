@@ -196,3 +196,37 @@ def test_wikimovies_bad_lines_name_file_and_line():
         wikimovies.parse_kb(["1 Kismet directed_by W D", "2 Kismet produced_by X"], "kb.txt")
     with pytest.raises(wikimovies.WikiMoviesFormatError, match=r"qa.txt:1"):
         wikimovies.parse_questions(["who directed Kismet? William"], "qa.txt")
+
+
+def test_wikimovies_download_is_checksummed_and_unpacked(tmp_path, monkeypatch):
+    import tarfile
+
+    import mem_tutorial.data.download as download
+
+    monkeypatch.delenv(wikimovies.ENV_VAR, raising=False)
+    monkeypatch.setenv("MEM_TUTORIAL_CACHE", str(tmp_path / "cache"))
+    archive = tmp_path / "movieqa.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(_fake_release(tmp_path / "src"), arcname="movieqa")
+    calls = []
+
+    def fake_fetch(url, sha256, dest, manual_hint=""):  # what the shared helper does, minus the network
+        calls.append((url, sha256))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(archive.read_bytes())
+        return dest
+
+    monkeypatch.setattr(download, "fetch", fake_fetch)
+    kb, qs = wikimovies.load_wikimovies("train", download=True)
+    assert calls == [(wikimovies.URL, wikimovies.SHA256)]
+    assert kb.objects("Kismet", "directed_by") == ("William Dieterle",) and len(qs) == 2
+    wikimovies.load_wikimovies("dev")  # now found in the cache, no second download
+    assert len(calls) == 1
+
+    def failing_fetch(url, sha256, dest, manual_hint=""):
+        raise download.DownloadError(f"Could not download {url} (offline). {manual_hint}")
+
+    monkeypatch.setenv("MEM_TUTORIAL_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(download, "fetch", failing_fetch)
+    with pytest.raises(wikimovies.WikiMoviesMissing, match="offline"):
+        wikimovies.load_wikimovies("train", download=True)

@@ -112,7 +112,8 @@ def download_wikimovies() -> Path:
         for m in members:  # refuse absolute paths and '..' (unsafe archives)
             if m.name.startswith("/") or ".." in Path(m.name).parts:
                 raise WikiMoviesFormatError(f"{archive}: unsafe member path {m.name!r}")
-        tar.extractall(cache, members=members)
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.11.4 / 3.12
+        tar.extractall(cache, members=members, **safe)
     found = _release_in(cache)
     if found is None:
         raise WikiMoviesFormatError(f"{archive} unpacked, but {KB_FILE} was not found in {cache}")
