@@ -175,6 +175,8 @@ assert set(toy_index) == set(_lib_index.postings), "the index should have exactl
 assert key_hashing(["long", "film"], toy_index, 3, stop_words=()) == [4, 5]
 assert key_hashing(["long", "film"], toy_index, 2, stop_words=()) == [5]
 assert key_hashing(["Alien", "Alien", "scary"], toy_index, 10) == [3, 4], "ids must not repeat"
+_sparse = [["x"]] * 3 + [["eta"]] + [["x"]] * 5 + [["zeta"]]  # "eta" only in key 3, "zeta" only in key 9
+assert key_hashing(["zeta", "eta"], inverted_index(_sparse), 5) == [3, 9], "ids must come back sorted"
 _rng = _random.Random(7)
 _vocab = [f"w{i}" for i in range(12)] + ["the", "of"]
 for _ in range(25):
