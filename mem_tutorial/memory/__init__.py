@@ -35,3 +35,8 @@ __all__ += [
     "usage_update",
     "write_weighting",
 ]
+
+# Chapter 5 (KV-MemNN): key addressing and value reading.
+from mem_tutorial.memory.keyvalue import candidate_scores, hop_update, key_addressing, value_reading  # noqa: E402
+
+__all__ += ["candidate_scores", "hop_update", "key_addressing", "value_reading"]

@@ -230,3 +230,75 @@ def dnc_memory_stepper(traces, inputs=None, targets=None, outputs=None, batch_in
     box = widgets.VBox([step, out])
     box.draw = draw
     return box
+
+
+def kv_memnn_explorer(model, reader, kb, questions: list[str] | None = None, top_keys: int = 8):
+    """Chapter 5: type or pick a question; see the memories key hashing selected, each hop's key attention
+    over them and the model's answers.
+
+    Args:
+        model: a trained ``mem_tutorial.models.kvmemnn.KVMemNN``.
+        reader: the ``KVReader`` over the memories to read (its KB may be an edited one).
+        kb: the ``MovieKB`` used to tokenise questions (entity linking).
+        questions: questions offered in the drop-down (any text can be typed).
+        top_keys: how many of the most attended keys each hop's chart shows.
+
+    Returns:
+        an ``ipywidgets.VBox``; its ``ask(text)`` method answers a question headless and returns the
+        ``mem_tutorial.models.kvmemnn.answer`` dict (used by tests).
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display  # noqa: F401
+
+    from mem_tutorial.data.moviekb import tokenize
+    from mem_tutorial.models.kvmemnn import answer
+
+    options = list(questions or [])
+    box_q = widgets.Combobox(value=options[0] if options else "", options=options, placeholder="who directed ...?",
+                             description="question", ensure_option=False, layout=widgets.Layout(width="60%"))
+    out = widgets.Output()
+
+    def key_text(i: int) -> str:
+        m = reader.memories[i]
+        key = " ".join(m.key) + (f" [centre: {' '.join(m.center)}]" if m.center else "")
+        return f"{key[:48]} -> {' '.join(m.value)[:24]}"
+
+    def ask(text: str) -> dict:
+        tokens = tokenize(text, kb)
+        result = answer(model, reader, tokens)
+        result["tokens"] = tokens
+        return result
+
+    def draw(*_):
+        text = box_q.value.strip()
+        with out:
+            out.clear_output(wait=True)
+            if not text:
+                return
+            result = ask(text)
+            ids, weights = result["memories"], result["weights"]
+            print("tokens:", result["tokens"])
+            print(f"key hashing kept {len(ids)} of {len(reader.memories)} memories")
+            if not ids:
+                print("no memory shares a rare word with the question: nothing to read")
+                return
+            hops = weights.shape[0]
+            fig, axes = plt.subplots(1, hops, figsize=(5.5 * hops, 0.35 * min(top_keys, len(ids)) + 1.2))
+            axes = [axes] if hops == 1 else list(axes)
+            for h, ax in enumerate(axes):
+                w = weights[h]
+                order = w.argsort(descending=True)[:top_keys].flip(0)
+                ax.barh(range(len(order)), w[order].numpy(), color="tab:orange")
+                ax.set_yticks(range(len(order)), [key_text(ids[int(i)]) for i in order], fontsize=7)
+                ax.set_xlim(0, 1)
+                ax.set_title(f"hop {h + 1}: key addressing p_h", fontsize=9)
+            fig.tight_layout()
+            plt.show()
+            print("answers:", ", ".join(f"{a} ({p:.2f})" for a, p in result["answers"]))
+
+    box_q.observe(draw, names="value")
+    draw()
+    box = widgets.VBox([box_q, out])
+    box.ask = ask
+    return box

@@ -1,0 +1,667 @@
+"""End-To-End Memory Networks (Sukhbaatar, Szlam, Weston & Fergus 2015, arXiv:1503.08895), for bAbI.
+
+Equations (Section 2 of the paper; symbols B batch, N memory slots, J words per sentence, d embedding size,
+V vocabulary, H hops, T rows of the temporal matrices):
+
+* memory input  m_i = sum_j l_j * A x_ij + T_A(i)                (Sec. 4.1, PE; BoW: l_j = 1)
+* memory output c_i = sum_j l_j * C x_ij + T_C(i)
+* attention     p_i = Softmax(u^T m_i)                            (Eq. 1)
+* response      o   = sum_i p_i c_i                               (Eq. 2)
+* next query    u^{k+1} = u^k + o^k                               (Sec. 2.2; layer-wise: H u^k + o^k)
+* answer        a_hat = Softmax(W (o^K + u^K)) = Softmax(W u^{K+1}) (Eq. 3)
+
+Position encoding (Sec. 4.1): l_kj = (1 - j/J) - (k/d)(1 - 2j/J), with 1-based word index j = 1..J and
+embedding index k = 1..d. **Paper vs. official code.** The reference Matlab code (facebook/MemNN,
+MemN2N-babi-matlab/build_model.m) uses a different matrix, l_kj = 1 + 4 (k - (d+1)/2)(j - (J+1)/2) / (d J),
+and takes J as the padded sentence length (plus one slot for its "time word"), not each sentence's length.
+This module follows the **paper's formula** (:func:`position_encoding`); the official one is available as
+:func:`position_encoding_official` (``MemN2NConfig(pe_formula="official")``). Like the official code we use
+the padded length J for every sentence, so a word's weights do not depend on the sentence's length.
+
+Other conventions (each noted where it is implemented):
+
+* memory slot 0 is the oldest kept sentence; the temporal index of a memory is its *age* (0 = most recent),
+  as in the official code, which numbers time words from the most recent sentence;
+* padded memory slots are masked: they get exactly zero attention (the official code lets them take a share
+  of the softmax with a zero output vector; the paper does not discuss padding);
+* random noise (RN, Sec. 4.1, "add 10 % of empty memories"): as in the official code (train.m), each story
+  gets ``nblank ~ U{0..ceil(0.1 n)}`` empty slots interleaved at random, which spreads the n sentences' ages
+  over 0..n+nblank-1 (:func:`random_noise_ages`);
+* linear start (LS, Sec. 4.2): the memory softmaxes are removed (p_i = u^T m_i) for the first epochs and put
+  back afterwards; the final answer softmax is always there;
+* the nil word (index 0) has an all-zero embedding in every matrix, restored after every update.
+
+The training recipe (:func:`paper_recipe`, :func:`fit`) is Sec. 4.2: SGD without momentum, lr 0.01 halved
+every 25 epochs up to 100 (LS runs start at 0.005), batch 32 with the loss *summed* over the batch, gradients
+rescaled to l2 norm 40 when larger, weights from N(0, 0.1), 10 % of the training data held out; joint training
+on the 20 tasks: 60 epochs, lr halved every 15. Where the paper leaves details open we follow the official
+code: LS lasts 20 epochs (30 in joint training), the temporal matrices are tied like the word embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mem_tutorial.memory._shapes import check_shape
+from mem_tutorial.memory.access import read
+from mem_tutorial.train import History
+
+NIL_INDEX = 0
+INIT_STD = 0.1  # Sec. 4.2: "weights were initialized randomly from a Gaussian distribution with ... sigma = 0.1"
+RANDOM_NOISE = 0.1  # Sec. 4.1: "randomly add 10% of empty memories to the stories"
+
+
+# ------------------------------------------------------------------------------------------- mechanisms
+
+
+def position_encoding(J: int, d: int, *, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """Position encoding matrix of Sukhbaatar et al. 2015, Sec. 4.1: l_kj = (1 - j/J) - (k/d)(1 - 2j/J).
+
+    Indices are 1-based as in the paper: j = 1..J (word position), k = 1..d (embedding dimension).
+
+    Returns:
+        [J, d] tensor L with ``L[j-1, k-1] = l_kj``; a sentence is encoded as sum_j L[j] * A x_j.
+    """
+    if J < 1 or d < 1:
+        raise ValueError(f"position_encoding needs J >= 1 and d >= 1, got J={J}, d={d}")
+    j = torch.arange(1, J + 1, dtype=dtype, device=device).unsqueeze(1)  # [J, 1]
+    k = torch.arange(1, d + 1, dtype=dtype, device=device).unsqueeze(0)  # [1, d]
+    return (1 - j / J) - (k / d) * (1 - 2 * j / J)
+
+
+def position_encoding_official(J: int, d: int, *, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """The official Matlab code's variant (build_model.m): l_kj = 1 + 4 (k - (d+1)/2)(j - (J+1)/2) / (d J).
+
+    Returns:
+        [J, d], indexed like :func:`position_encoding`.
+    """
+    if J < 1 or d < 1:
+        raise ValueError(f"position_encoding_official needs J >= 1 and d >= 1, got J={J}, d={d}")
+    j = torch.arange(1, J + 1, dtype=dtype, device=device).unsqueeze(1)
+    k = torch.arange(1, d + 1, dtype=dtype, device=device).unsqueeze(0)
+    return 1 + 4 * (k - (d + 1) / 2) * (j - (J + 1) / 2) / (d * J)
+
+
+def sentence_representation(words: torch.Tensor, embedding: torch.Tensor, encoding: torch.Tensor | None = None
+                            ) -> torch.Tensor:
+    """Embed sentences: sum_j l_j * E x_j (PE, Sec. 4.1) or sum_j E x_j (bag of words, ``encoding=None``).
+
+    Args:
+        words: [..., J] word indices (0 = nil, whose embedding row should be zero).
+        embedding: [V, d] embedding matrix (A, B or C).
+        encoding: [J, d] position encoding, or None for bag of words.
+
+    Returns:
+        [..., d] sentence vectors.
+    """
+    if words.dim() < 1:
+        raise ValueError("words: expected shape [..., J]")
+    check_shape("embedding", embedding, "V d")
+    vectors = F.embedding(words, embedding)  # [..., J, d]
+    if encoding is not None:
+        check_shape("encoding", encoding, "J d", {"J": words.shape[-1], "d": embedding.shape[1]})
+        vectors = vectors * encoding
+    return vectors.sum(dim=-2)
+
+
+def memory_ages(story_mask: torch.Tensor) -> torch.Tensor:
+    """Temporal index of each memory: its age, 0 for the most recent sentence (padding slots get 0).
+
+    Args:
+        story_mask: [B, N] True where a slot holds a sentence (slots filled from 0, oldest first).
+
+    Returns:
+        [B, N] long ages: ``n_b - 1 - i`` for slot i of a story with n_b sentences.
+    """
+    check_shape("story_mask", story_mask, "B N")
+    n = story_mask.sum(dim=1, keepdim=True)
+    slots = torch.arange(story_mask.shape[1], device=story_mask.device).unsqueeze(0)
+    return torch.where(story_mask, n - 1 - slots, torch.zeros_like(slots)).long()
+
+
+def random_noise_ages(story_mask: torch.Tensor, noise: float = RANDOM_NOISE, max_age: int | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Ages with random empty memories interleaved (RN, Sec. 4.1; sampling as in the official train.m).
+
+    For a story of n sentences, ``nblank ~ U{0, ..., ceil(noise * n)}``; n distinct ages are drawn from
+    0..n+nblank-1 and given, sorted, to the sentences (the most recent gets the smallest). Ages are clipped
+    to ``max_age`` (the temporal matrix's last row). No Python loop over the batch.
+
+    Args:
+        story_mask: [B, N] as for :func:`memory_ages`.
+
+    Returns:
+        [B, N] long ages (0 on padding slots).
+    """
+    check_shape("story_mask", story_mask, "B N")
+    B, N = story_mask.shape
+    device = story_mask.device
+    n = story_mask.sum(dim=1)  # [B]
+    extra = torch.ceil(n.double() * noise).long()
+    nblank = torch.floor(torch.rand(B, generator=generator, device=device).double() * (extra + 1).double()).long()
+    L = N + int(math.ceil(N * noise)) + 1
+    candidates = torch.arange(L, device=device).unsqueeze(0)  # [1, L]
+    keys = torch.rand(B, L, generator=generator, device=device)
+    keys = keys.masked_fill(candidates >= (n + nblank).unsqueeze(1), 2.0)  # only 0..n+nblank-1 can be drawn
+    drawn = keys.argsort(dim=1)[:, :N]  # [B, N] a random subset (first n are valid)
+    big = torch.full_like(drawn, L + 1)
+    drawn = torch.where(torch.arange(N, device=device).unsqueeze(0) < n.unsqueeze(1), drawn, big)
+    ascending = drawn.sort(dim=1).values  # first n entries: the chosen ages, ascending
+    slots = torch.arange(N, device=device).unsqueeze(0)
+    rank = (n.unsqueeze(1) - 1 - slots).clamp(min=0)  # slot i (oldest first) gets the (n-1-i)-th smallest
+    ages = ascending.gather(1, rank)
+    if max_age is not None:
+        ages = ages.clamp(max=max_age)
+    return torch.where(story_mask, ages, torch.zeros_like(ages))
+
+
+def memory_attention(u: torch.Tensor, memory_in: torch.Tensor, mask: torch.Tensor | None = None,
+                     linear: bool = False) -> torch.Tensor:
+    """Match the query against every memory: p_i = Softmax(u^T m_i) (Eq. 1).
+
+    Masked (padding) slots get exactly zero weight. With ``linear=True`` (linear start, Sec. 4.2) the softmax
+    is removed: p_i = u^T m_i on real slots, 0 on padding. A story with no memory gives all-zero weights.
+
+    Args:
+        u: [B, d] controller state (query).
+        memory_in: [B, N, d] input memory vectors m_i.
+        mask: [B, N] bool, True on real memories (None: all real).
+
+    Returns:
+        [B, N] weights p.
+    """
+    sizes = check_shape("u", u, "B d")
+    sizes = check_shape("memory_in", memory_in, "B N d", sizes)
+    scores = torch.einsum("bd,bnd->bn", u, memory_in)
+    if mask is not None:
+        check_shape("mask", mask, "B N", sizes)
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask: expected a bool tensor, got {mask.dtype}")
+    if linear:
+        return scores if mask is None else scores * mask.to(scores.dtype)
+    if mask is None:
+        return torch.softmax(scores, dim=1)
+    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=1) * mask.to(scores.dtype)  # all-padding rows: 0, not NaN
+
+
+def memory_output(p: torch.Tensor, memory_out: torch.Tensor) -> torch.Tensor:
+    """Response vector o = sum_i p_i c_i (Eq. 2): a weighted read of the output memories.
+
+    Args:
+        p: [B, N] weights.
+        memory_out: [B, N, d] output memory vectors c_i.
+
+    Returns:
+        [B, d].
+    """
+    return read(memory_out, p)
+
+
+class Hop(NamedTuple):
+    """Result of one memory hop: the next query ``u`` [B, d] and the attention ``p`` [B, N]."""
+
+    u: torch.Tensor
+    attention: torch.Tensor
+
+
+def memory_hop(u: torch.Tensor, memory_in: torch.Tensor, memory_out: torch.Tensor,
+               mask: torch.Tensor | None = None, linear: bool = False, H: torch.Tensor | None = None) -> Hop:
+    """One layer of the network (Sec. 2.1-2.2): match, softmax, weighted output, u^{k+1} = u^k + o^k.
+
+    Args:
+        u: [B, d] query u^k.
+        memory_in: [B, N, d] m_i (embedded with A^k, plus T_A^k).
+        memory_out: [B, N, d] c_i (embedded with C^k, plus T_C^k).
+        mask: [B, N] True on real memories.
+        linear: linear start (no softmax).
+        H: optional [d, d] layer-wise mapping: u^{k+1} = H u^k + o^k (Sec. 2.2, layer-wise tying).
+
+    Returns:
+        :class:`Hop` (u^{k+1} [B, d], p [B, N]).
+    """
+    sizes = check_shape("u", u, "B d")
+    check_shape("memory_out", memory_out, "B N d", check_shape("memory_in", memory_in, "B N d", sizes))
+    p = memory_attention(u, memory_in, mask, linear)
+    o = memory_output(p, memory_out)
+    if H is not None:
+        check_shape("H", H, "d d", sizes)
+        u = u @ H.T
+    return Hop(u + o, p)
+
+
+def _low_rank(encoding: torch.Tensor | None, J: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factor a [J, d] encoding as U [J, R] @ Vt [R, d] (R = numerical rank; BoW: ones, R = 1)."""
+    if encoding is None:
+        return (torch.ones(J, 1, dtype=like.dtype, device=like.device),
+                torch.ones(1, like.shape[-1], dtype=like.dtype, device=like.device))
+    U, S, Vh = torch.linalg.svd(encoding.double(), full_matrices=False)
+    R = max(1, int((S > S[0] * 1e-9).sum()))
+    return (U[:, :R] * S[:R]).to(like.dtype), Vh[:R].to(like.dtype)
+
+
+# ------------------------------------------------------------------------------------------------- model
+
+
+@dataclass
+class MemN2NConfig:
+    """Architecture of :class:`MemN2N` (defaults: the paper's bAbI single-task model, PE + TE, 3 hops)."""
+
+    vocab_size: int
+    sentence_length: int  # J (padded)
+    memory_size: int = 50  # rows of the temporal matrices (the 50 most recent sentences)
+    embedding_dim: int = 20  # d: 20 for single tasks, 50 for joint training (Sec. 4.2)
+    hops: int = 3
+    encoding: str = "pe"  # "pe" | "bow"
+    pe_formula: str = "paper"  # "paper" | "official"
+    temporal: bool = True
+    tying: str = "adjacent"  # "adjacent" | "layerwise"
+    init_std: float = INIT_STD
+
+    def __post_init__(self):
+        if self.encoding not in ("pe", "bow"):
+            raise ValueError(f"encoding must be 'pe' or 'bow', got {self.encoding!r}")
+        if self.pe_formula not in ("paper", "official"):
+            raise ValueError(f"pe_formula must be 'paper' or 'official', got {self.pe_formula!r}")
+        if self.tying not in ("adjacent", "layerwise"):
+            raise ValueError(f"tying must be 'adjacent' or 'layerwise', got {self.tying!r}")
+        if self.hops < 1:
+            raise ValueError(f"hops must be >= 1, got {self.hops}")
+
+
+class MemN2NOutput(NamedTuple):
+    """``logits`` [B, V] (before the answer softmax) and ``attention`` [B, H, N] (p of every hop)."""
+
+    logits: torch.Tensor
+    attention: torch.Tensor
+
+
+class MemN2N(nn.Module):
+    """The K-hop memory network. Holds parameters only; the computation is in the pure functions above.
+
+    Adjacent tying (Sec. 2.2): A^{k+1} = C^k, W^T = C^K, B = A^1, stored as K+1 matrices E_0..E_K with
+    A^k = E_{k-1}, C^k = E_k (temporal matrices likewise: T_A^{k+1} = T_C^k). Layer-wise tying: A^k = A and
+    C^k = C for every k, separate B and W, and a linear map H between hops (u^{k+1} = H u^k + o^k).
+
+    ``copies`` > 1 holds that many independent networks (every parameter gets a leading copy dimension of
+    size S) that run side by side on inputs with a leading [S] dimension: the benchmarks train several seeds,
+    or the 20 single-task models, in one pass (the paper itself picked the best of 10 restarts).
+    """
+
+    def __init__(self, config: MemN2NConfig, copies: int = 1):
+        super().__init__()
+        if copies < 1:
+            raise ValueError(f"copies must be >= 1, got {copies}")
+        self.config, self.copies = config, copies
+        V, d, K, T, S = config.vocab_size, config.embedding_dim, config.hops, config.memory_size, copies
+        normal = lambda *shape: nn.Parameter(torch.randn(S, *shape) * config.init_std)  # noqa: E731
+        if config.tying == "adjacent":
+            self.embeddings = nn.ParameterList([normal(V, d) for _ in range(K + 1)])
+            self.temporal = nn.ParameterList([normal(T, d) for _ in range(K + 1)]) if config.temporal else None
+            self.H = None
+        else:  # order: A, C, B, W and T_A, T_C
+            self.embeddings = nn.ParameterList([normal(V, d) for _ in range(4)])
+            self.temporal = nn.ParameterList([normal(T, d) for _ in range(2)]) if config.temporal else None
+            self.H = normal(d, d)
+        self.zero_nil()
+
+    @torch.no_grad()
+    def zero_nil(self) -> None:
+        """Keep the nil word's embedding at zero in every word matrix (Sec. 4.2: "constrained to be zero")."""
+        for matrix in self.embeddings:
+            matrix[:, NIL_INDEX].zero_()
+
+    def encoding(self, J: int, like: torch.Tensor) -> torch.Tensor | None:
+        """The [J, d] position encoding used (None for bag of words)."""
+        if self.config.encoding == "bow":
+            return None
+        make = position_encoding if self.config.pe_formula == "paper" else position_encoding_official
+        return make(J, self.config.embedding_dim, dtype=like.dtype, device=like.device)
+
+    def roles(self):
+        """Indices into ``embeddings``/``temporal`` of (A^k, C^k) for each hop, then of B and W."""
+        K = self.config.hops
+        if self.config.tying == "adjacent":
+            return [(k, k + 1) for k in range(K)], 0, K
+        return [(0, 1)] * K, 2, 3
+
+    def matrices(self, copy: int = 0) -> dict[str, torch.Tensor]:
+        """Named [V, d] / [T, d] matrices of one copy (A1, C1, ..., B, W, TA1, TC1, ...), for inspection."""
+        hops, b, w = self.roles()
+        out = {"B": self.embeddings[b][copy], "W": self.embeddings[w][copy]}
+        for k, (a, c) in enumerate(hops, start=1):
+            out[f"A{k}"], out[f"C{k}"] = self.embeddings[a][copy], self.embeddings[c][copy]
+            if self.temporal is not None:
+                ta, tc = (a, c) if self.config.tying == "adjacent" else (0, 1)
+                out[f"TA{k}"], out[f"TC{k}"] = self.temporal[ta][copy], self.temporal[tc][copy]
+        return out
+
+    def forward(self, stories: torch.Tensor, story_mask: torch.Tensor, queries: torch.Tensor,
+                ages: torch.Tensor | None = None, linear: bool = False) -> MemN2NOutput:
+        """Answer questions about stories.
+
+        Args:
+            stories: [B, N, J] word indices of the memories (slot 0 oldest); [S, B, N, J] with copies.
+            story_mask: [B, N] True on real memories ([S, B, N]).
+            queries: [B, J] question word indices ([S, B, J]).
+            ages: [B, N] temporal indices ([S, B, N]); default :func:`memory_ages`;
+                :func:`random_noise_ages` in training.
+            linear: linear start (memory softmaxes removed).
+
+        Returns:
+            :class:`MemN2NOutput`: logits [B, V] and attention [B, H, N] (with copies [S, B, V], [S, B, H, N]).
+        """
+        single = stories.dim() == 3
+        if single:
+            if self.copies != 1:
+                raise ValueError(f"this model has {self.copies} copies: pass inputs with a leading [S] dimension")
+            stories, story_mask, queries = stories.unsqueeze(0), story_mask.unsqueeze(0), queries.unsqueeze(0)
+            ages = ages.unsqueeze(0) if ages is not None else None
+        sizes = check_shape("stories", stories, "S B N J", {"S": self.copies})
+        check_shape("story_mask", story_mask, "S B N", sizes)
+        check_shape("queries", queries, "S B J", sizes)
+        S, B, N, J = (sizes[k] for k in "SBNJ")
+        V, d, T = self.config.vocab_size, self.config.embedding_dim, self.config.memory_size
+        flat_mask = story_mask.reshape(S * B, N)
+        if ages is None:
+            ages = memory_ages(flat_mask).reshape(S, B, N)
+        check_shape("ages", ages, "S B N", sizes)
+        weight = self.embeddings[0]
+        hops, b_index, w_index = self.roles()
+        used = sorted({i for pair in hops for i in pair})
+
+        # sum_j l_j * E x_ij for every distinct matrix E (and every copy) at once. With the low-rank
+        # factorisation l_kj = sum_r U_jr V_rk (rank 2 for both PE formulas, 1 for BoW) it is
+        # sum_r (sum_j U_jr E x_ij) * V_r, and the inner sums are one embedding_bag over the concatenated
+        # matrices (tests check this against sentence_representation). Nil words get weight 0.
+        U, Vt = _low_rank(self.encoding(J, weight), J, weight)
+        offsets = (torch.arange(S, device=stories.device) * V).view(S, 1, 1, 1)
+        flat = (stories + offsets).reshape(-1, J)
+        real = (stories != NIL_INDEX).reshape(-1, J).to(weight.dtype)
+        table = torch.cat([self.embeddings[i] for i in used], dim=2).reshape(S * V, len(used) * d)
+        sentences = 0
+        for r in range(U.shape[1]):
+            bag = F.embedding_bag(flat, table, per_sample_weights=real * U[:, r], mode="sum")
+            sentences = sentences + bag * Vt[r].repeat(len(used))
+        sentences = sentences.reshape(S * B, N, len(used), d)
+        if self.temporal is not None:
+            age_index = (ages + (torch.arange(S, device=ages.device) * T).view(S, 1, 1)).reshape(S * B, N)
+
+        def embed(index: int, temporal_index: int) -> torch.Tensor:
+            out = sentences[:, :, used.index(index)]  # C^k and A^{k+1} share sentence vectors
+            if self.temporal is None:
+                return out
+            return out + F.embedding(age_index, self.temporal[temporal_index].reshape(S * T, d))
+
+        q_flat = (queries + offsets.view(S, 1, 1)).reshape(-1, J)
+        q_real = (queries != NIL_INDEX).reshape(-1, J).to(weight.dtype)
+        B_table = self.embeddings[b_index].reshape(S * V, d)
+        u = sum(F.embedding_bag(q_flat, B_table, per_sample_weights=q_real * U[:, r], mode="sum") * Vt[r]
+                for r in range(U.shape[1]))  # u^1 = sum_j l_j * B q_j  [S*B, d]
+        attention = []
+        for k, (a, c) in enumerate(hops):
+            ta, tc = (a, c) if self.config.tying == "adjacent" else (0, 1)
+            if self.H is None:
+                u, p = memory_hop(u, embed(a, ta), embed(c, tc), flat_mask, linear)
+            else:  # layer-wise: u^{k+1} = H u^k + o^k, with one H per copy
+                p = memory_attention(u, embed(a, ta), flat_mask, linear)
+                Hu = torch.bmm(u.view(S, B, d), self.H.transpose(1, 2)).reshape(S * B, d)
+                u = Hu + memory_output(p, embed(c, tc))
+            attention.append(p)
+        W = self.embeddings[w_index]  # [S, V, d]
+        logits = torch.bmm(u.view(S, B, d), W.transpose(1, 2))  # a_hat = Softmax(W u^{K+1}) (Eq. 3)
+        attention = torch.stack(attention, dim=1).view(S, B, len(hops), N)
+        if single:
+            return MemN2NOutput(logits[0], attention[0])
+        return MemN2NOutput(logits, attention)
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation recipe (Sec. 4.2). Epochs count passes over the training set (floor(n/batch) steps)."""
+
+    epochs: int = 100
+    lr: float = 0.01
+    anneal_every: int = 25
+    anneal_factor: float = 0.5
+    batch_size: int = 32
+    max_grad_norm: float = 40.0
+    linear_start: bool = True
+    ls_epochs: int = 20
+    ls_lr: float = 0.005
+    random_noise: float = RANDOM_NOISE  # 0 disables RN
+    seed: int = 0
+    eval_batch: int = 1000
+
+
+def paper_recipe(joint: bool = False, ten_k: bool = False, linear_start: bool = True,
+                 random_noise: bool = True, **overrides) -> TrainConfig:
+    """The paper's schedule (Sec. 4.2) with the official code's LS lengths.
+
+    Single task: 100 epochs, lr halved every 25. Joint 1k: 60 epochs, halved every 15; joint 10k: 20
+    epochs, halved every 5. With LS the learning rate starts at 0.005 (also after the softmaxes come back,
+    as in the official config) and the linear phase lasts 20 epochs (30 for joint training).
+    """
+    if joint:
+        cfg = TrainConfig(epochs=20 if ten_k else 60, anneal_every=5 if ten_k else 15, ls_epochs=30)
+    else:
+        cfg = TrainConfig()
+    cfg.linear_start = linear_start
+    if linear_start:
+        cfg.lr = 0.005
+    cfg.random_noise = RANDOM_NOISE if random_noise else 0.0
+    for key, value in overrides.items():
+        if not hasattr(cfg, key):
+            raise TypeError(f"TrainConfig has no field {key!r}")
+        setattr(cfg, key, value)
+    return cfg
+
+
+def clip_grad_norm_per_copy(parameters, max_norm: float, copies: int) -> torch.Tensor:
+    """Rescale each copy's gradient to l2 norm ``max_norm`` when larger (Sec. 4.2), copies independently.
+
+    Returns:
+        [S] the norms before rescaling.
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    squares = sum(g.reshape(copies, -1).pow(2).sum(dim=1) for g in grads)
+    norms = squares.sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(copies, *([1] * (g.dim() - 1))))
+    return norms
+
+
+def _trim(stories, mask, queries):
+    """Drop memory slots that are padding in the whole batch (slots fill from 0, so a prefix suffices)."""
+    filled = mask.reshape(-1, mask.shape[-1]).any(dim=0)
+    used = int(filled.nonzero().max().item()) + 1 if filled.any() else 1
+    return stories[..., :used, :], mask[..., :used], queries
+
+
+def _stack(datasets, indices):
+    """Gather [S, B, ...] batches: copy s takes rows ``indices[s]`` of ``datasets[s]``."""
+    parts = [ds.subset(idx) for ds, idx in zip(datasets, indices)]
+    return [torch.stack(ts) for ts in zip(*(p.as_tuple() for p in parts))]
+
+
+@torch.no_grad()
+def evaluate_copies(model: MemN2N, datasets, batch_size: int = 1000, linear: bool = False) -> list[dict]:
+    """Evaluate copy s of ``model`` on ``datasets[s]`` (a list of S BabiTensors, any sizes).
+
+    Returns:
+        one dict per copy: ``loss`` (mean per question), ``error`` (fraction wrong), ``correct`` [Q] bool,
+        ``predictions`` [Q].
+    """
+    S = model.copies
+    if len(datasets) != S:
+        raise ValueError(f"need one dataset per copy ({S}), got {len(datasets)}")
+    was_training = model.training
+    model.eval()
+    longest = max(len(ds) for ds in datasets)
+    loss = torch.zeros(S, dtype=torch.float64)
+    correct = [[] for _ in range(S)]
+    preds = [[] for _ in range(S)]
+    for start in range(0, longest, batch_size):
+        idx = [torch.arange(start, min(start + batch_size, longest)).clamp(max=max(len(ds) - 1, 0)) for ds in datasets]
+        stories, mask, queries, answers = _stack(datasets, idx)[:4]
+        stories, mask, queries = _trim(stories, mask, queries)
+        logits = model(stories, mask, queries, linear=linear).logits  # [S, b, V]
+        losses = F.cross_entropy(logits.transpose(1, 2), answers, reduction="none")  # [S, b]
+        pred = logits.argmax(dim=2)
+        for s, ds in enumerate(datasets):
+            keep = max(0, min(len(ds) - start, pred.shape[1]))
+            loss[s] += float(losses[s, :keep].double().sum())
+            preds[s].append(pred[s, :keep])
+            correct[s].append(pred[s, :keep] == answers[s, :keep])
+    model.train(was_training)
+    out = []
+    for s, ds in enumerate(datasets):
+        c = torch.cat(correct[s]) if correct[s] else torch.zeros(0, dtype=torch.bool)
+        out.append({"loss": float(loss[s]) / max(len(ds), 1),
+                    "error": 1.0 - float(c.float().mean()) if len(c) else 0.0,
+                    "correct": c, "predictions": torch.cat(preds[s]) if preds[s] else torch.zeros(0)})
+    return out
+
+
+def evaluate(model: MemN2N, data, batch_size: int = 1000, linear: bool = False) -> dict:
+    """:func:`evaluate_copies` for a one-copy model: dict with ``loss``, ``error``, ``correct``, ``predictions``."""
+    return evaluate_copies(model, [data] * model.copies, batch_size, linear)[0]
+
+
+def per_task_error(correct: torch.Tensor, tasks: torch.Tensor) -> dict[int, float]:
+    """Error (fraction) per task from a [Q] correctness vector and the [Q] task numbers."""
+    return {int(t): 1.0 - float(correct[tasks == t].float().mean()) for t in sorted(set(tasks.tolist()))}
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: per copy, the epoch and validation error of the selected weights."""
+
+    best_epoch: list[int]
+    best_valid_error: list[float]
+    history: list[History]
+    seconds: float
+    config: dict = field(default_factory=dict)
+
+
+def fit(model: MemN2N, train, valid, recipe: TrainConfig, *, log: Callable[[str], None] | None = None,
+        progress: bool = False, desc: str = "MemN2N") -> FitResult:
+    """Train with the paper's recipe and keep, for each copy, the weights with the lowest validation error.
+
+    Linear start first (``recipe.ls_epochs`` epochs at ``recipe.ls_lr`` without memory softmaxes), then
+    ``recipe.epochs`` epochs with the softmaxes: lr ``recipe.lr``, times ``anneal_factor`` at every
+    ``anneal_every``-th epoch (as in the official train.m). Each step: a batch of ``batch_size`` questions (a
+    fresh permutation every epoch), cross-entropy *summed* over the batch, gradient rescaled to l2 norm
+    ``max_grad_norm`` if larger, plain SGD, then the nil embeddings are zeroed again. Selection (lowest
+    validation error, ties broken by validation loss) only considers the softmax phase.
+
+    Args:
+        model: a :class:`MemN2N` with S copies.
+        train, valid: one BabiTensors shared by all copies, or a list of S (e.g. one task per copy).
+        recipe: :class:`TrainConfig` (:func:`paper_recipe`).
+
+    Returns:
+        :class:`FitResult`; the model is left holding the selected weights of every copy.
+    """
+    S = model.copies
+    train = list(train) if isinstance(train, (list, tuple)) else [train] * S
+    valid = list(valid) if isinstance(valid, (list, tuple)) else [valid] * S
+    if len(train) != S or len(valid) != S:
+        raise ValueError(f"need one train and one valid set per copy ({S})")
+    generator = torch.Generator().manual_seed(recipe.seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr)
+    histories = [History() for _ in range(S)]
+    best_error = [math.inf] * S
+    best_loss = [math.inf] * S
+    best_epoch = [-1] * S
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    phases = []
+    if recipe.linear_start and recipe.ls_epochs > 0:
+        phases.append(("linear", recipe.ls_epochs, recipe.ls_lr, recipe.ls_epochs + 1))
+    phases.append(("softmax", recipe.epochs, recipe.lr, recipe.anneal_every))
+    sizes = [len(ds) for ds in train]
+    steps_per_epoch = max(1, max(sizes) // recipe.batch_size)
+    T = model.config.memory_size
+    start_time = time.perf_counter()
+    epoch_counter = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(p[1] for p in phases), desc=desc, leave=True)
+    for phase, epochs, lr, anneal_every in phases:
+        linear = phase == "linear"
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for epoch in range(1, epochs + 1):
+            if epoch % anneal_every == 0:
+                for group in optimizer.param_groups:
+                    group["lr"] *= recipe.anneal_factor
+            need = steps_per_epoch * recipe.batch_size
+            orders = [torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-need // n))])[:need]
+                      for n in sizes]
+            total_loss = torch.zeros(S, dtype=torch.float64)
+            total_wrong = torch.zeros(S, dtype=torch.long)
+            for step in range(steps_per_epoch):
+                window = slice(step * recipe.batch_size, (step + 1) * recipe.batch_size)
+                stories, mask, queries, answers = _stack(train, [o[window] for o in orders])[:4]
+                stories, mask, queries = _trim(stories, mask, queries)
+                flat_mask = mask.reshape(-1, mask.shape[-1])
+                if recipe.random_noise > 0:
+                    ages = random_noise_ages(flat_mask, recipe.random_noise, max_age=T - 1, generator=generator)
+                else:
+                    ages = memory_ages(flat_mask)
+                logits = model(stories, mask, queries, ages=ages.view(mask.shape), linear=linear).logits
+                losses = F.cross_entropy(logits.transpose(1, 2), answers, reduction="none").sum(dim=1)  # [S]
+                optimizer.zero_grad(set_to_none=True)
+                losses.sum().backward()  # "cost is not averaged over a batch"; copies are independent
+                clip_grad_norm_per_copy(model.parameters(), recipe.max_grad_norm, S)
+                optimizer.step()
+                model.zero_nil()
+                total_loss += losses.detach().double()
+                total_wrong += (logits.detach().argmax(dim=2) != answers).sum(dim=1)
+            epoch_counter += 1
+            if not torch.isfinite(total_loss).all():
+                raise FloatingPointError(f"{desc}: training loss became non-finite in epoch {epoch_counter}")
+            results = evaluate_copies(model, valid, recipe.eval_batch, linear=linear)
+            seen = steps_per_epoch * recipe.batch_size
+            lr_now = optimizer.param_groups[0]["lr"]
+            improved = []
+            for s, res in enumerate(results):
+                histories[s].log(epoch_counter, train_loss=float(total_loss[s]) / seen,
+                                 train_error=int(total_wrong[s]) / seen, valid_loss=res["loss"],
+                                 valid_error=res["error"], lr=lr_now, linear=float(linear))
+                if not linear and (res["error"], res["loss"]) < (best_error[s], best_loss[s]):
+                    best_error[s], best_loss[s], best_epoch[s] = res["error"], res["loss"], epoch_counter
+                    improved.append(s)
+            if improved:
+                chosen = torch.zeros(S, dtype=torch.bool)
+                chosen[improved] = True
+                with torch.no_grad():
+                    for name, value in model.state_dict().items():
+                        sel = chosen.view(S, *([1] * (value.dim() - 1)))
+                        best_state[name] = torch.where(sel, value, best_state[name])
+            if log is not None:
+                errs = " ".join(f"{r['error']:.3f}" for r in results[:8])
+                log(f"{desc} epoch {epoch_counter:3d} {phase:7s} lr {lr_now:.5f} "
+                    f"train err {float(total_wrong.float().mean()) / seen:.3f} valid err {errs}"
+                    f"{' ...' if S > 8 else ''} ({time.perf_counter() - start_time:.0f} s)")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"valid err {sum(r['error'] for r in results) / S:.3f}", refresh=False)
+    if bar is not None:
+        bar.close()
+    if any(e >= 0 for e in best_epoch):
+        model.load_state_dict(best_state)
+    return FitResult(best_epoch, best_error, histories, time.perf_counter() - start_time, asdict(recipe))

@@ -1,0 +1,279 @@
+"""End-To-End Memory Network tests: float64 references written from the paper's equations (Chapter 4)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mem_tutorial.models import memn2n as M
+
+torch.set_num_threads(1)  # small tensors: one thread is faster, and the CPU is shared
+
+
+def reference_pe(J: int, d: int) -> torch.Tensor:
+    """Sukhbaatar et al. 2015, Sec. 4.1: l_kj = (1 - j/J) - (k/d)(1 - 2j/J), j and k 1-based, as loops."""
+    out = torch.zeros(J, d, dtype=torch.float64)
+    for j in range(1, J + 1):
+        for k in range(1, d + 1):
+            out[j - 1, k - 1] = (1 - j / J) - (k / d) * (1 - 2 * j / J)
+    return out
+
+
+@pytest.mark.parametrize("J,d", [(1, 1), (3, 4), (6, 20), (11, 50)])
+def test_position_encoding_matches_paper_formula(J, d):
+    got = M.position_encoding(J, d, dtype=torch.float64)
+    assert got.shape == (J, d)
+    torch.testing.assert_close(got, reference_pe(J, d), rtol=0, atol=1e-12)
+
+
+def test_position_encoding_hand_values_and_not_zero_based():
+    l = M.position_encoding(2, 2, dtype=torch.float64)
+    # j=1,k=1: (1-1/2) - (1/2)(1-1) = 0.5 ; j=2,k=2: 0 - 1*(1-2) = 1 ; j=1,k=2: 0.5 - 0 = 0.5 ; j=2,k=1: 0.5
+    torch.testing.assert_close(l, torch.tensor([[0.5, 0.5], [0.5, 1.0]], dtype=torch.float64))
+    zero_based = torch.tensor([[(1 - j / 2) - (k / 2) * (1 - 2 * j / 2) for k in range(2)] for j in range(2)],
+                              dtype=torch.float64)
+    assert not torch.allclose(l, zero_based)
+
+
+def test_official_position_encoding_formula():
+    J, d = 5, 4
+    ref = torch.tensor([[1 + 4 * (k - (d + 1) / 2) * (j - (J + 1) / 2) / (d * J) for k in range(1, d + 1)]
+                        for j in range(1, J + 1)], dtype=torch.float64)
+    torch.testing.assert_close(M.position_encoding_official(J, d, dtype=torch.float64), ref)
+
+
+def reference_hop(u, m, c, mask, linear=False):
+    """Eq. 1-2 and u^{k+1} = u^k + o^k, example by example, slot by slot, in float64."""
+    B, N, _ = m.shape
+    p = torch.zeros(B, N, dtype=torch.float64)
+    o = torch.zeros_like(u)
+    for b in range(B):
+        real = [i for i in range(N) if mask[b, i]]
+        scores = {i: float(u[b] @ m[b, i]) for i in real}
+        if linear:
+            for i in real:
+                p[b, i] = scores[i]
+        elif real:
+            top = max(scores.values())
+            z = sum(torch.exp(torch.tensor(s - top, dtype=torch.float64)) for s in scores.values())
+            for i in real:
+                p[b, i] = torch.exp(torch.tensor(scores[i] - top, dtype=torch.float64)) / z
+        for i in real:
+            o[b] += p[b, i] * c[b, i]
+    return u + o, p
+
+
+@pytest.mark.parametrize("linear", [False, True])
+def test_memory_hop_matches_reference(linear):
+    g = torch.Generator().manual_seed(0)
+    B, N, d = 3, 5, 4
+    u = torch.randn(B, d, generator=g, dtype=torch.float64)
+    m = torch.randn(B, N, d, generator=g, dtype=torch.float64)
+    c = torch.randn(B, N, d, generator=g, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    hop = M.memory_hop(u, m, c, mask, linear=linear)
+    ref_u, ref_p = reference_hop(u, m, c, mask, linear)
+    torch.testing.assert_close(hop.u, ref_u)
+    torch.testing.assert_close(hop.attention, ref_p)
+
+
+def test_padded_memories_get_zero_attention_even_with_large_scores():
+    u = torch.ones(2, 3)
+    m = torch.zeros(2, 4, 3)
+    m[:, 2:] = 100.0  # padding slots that would dominate an unmasked softmax
+    mask = torch.tensor([[True, True, False, False], [True, False, False, False]])
+    p = M.memory_attention(u, m, mask)
+    assert (p[~mask] == 0).all()
+    torch.testing.assert_close(p.sum(dim=1), torch.ones(2))
+    torch.testing.assert_close(p[0, :2], torch.tensor([0.5, 0.5]))
+
+
+def test_all_padding_row_gives_zeros_not_nan_and_finite_gradients():
+    u = torch.randn(2, 3, requires_grad=True)
+    m = torch.zeros(2, 4, 3, requires_grad=True)
+    c = torch.zeros(2, 4, 3, requires_grad=True)
+    mask = torch.tensor([[False] * 4, [True, True, False, False]])
+    hop = M.memory_hop(u, m, c, mask)
+    assert torch.isfinite(hop.u).all() and (hop.attention[0] == 0).all()
+    hop.u.sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in (u, m, c))
+
+
+def test_memory_hop_gradcheck():
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    m = torch.randn(2, 4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(2, 4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    assert torch.autograd.gradcheck(lambda a, b, e: M.memory_hop(a, b, e, mask).u, (u, m, c))
+
+
+def test_shape_errors_are_clear():
+    with pytest.raises(ValueError, match=r"memory_in: expected shape \[B, N, d\]"):
+        M.memory_attention(torch.zeros(2, 3), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="mask"):
+        M.memory_attention(torch.zeros(2, 3), torch.zeros(2, 4, 3), torch.ones(2, 5, dtype=torch.bool))
+
+
+def test_sentence_representation_pe_and_bow():
+    E = torch.randn(6, 4, dtype=torch.float64)
+    E[0] = 0
+    words = torch.tensor([[[1, 2, 0], [3, 0, 0]]])  # [B=1, N=2, J=3]
+    l = reference_pe(3, 4)
+    got = M.sentence_representation(words, E, l)
+    expected0 = l[0] * E[1] + l[1] * E[2]
+    torch.testing.assert_close(got[0, 0], expected0)
+    torch.testing.assert_close(got[0, 1], l[0] * E[3])
+    torch.testing.assert_close(M.sentence_representation(words, E, None)[0, 0], E[1] + E[2])
+
+
+def test_memory_ages_and_random_noise():
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    assert M.memory_ages(mask).tolist() == [[2, 1, 0, 0], [0, 0, 0, 0]]
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(64, 30, dtype=torch.bool)
+    n = torch.randint(1, 31, (64,), generator=g)
+    mask[torch.arange(30).unsqueeze(0) < n.unsqueeze(1)] = True
+    for _ in range(5):
+        ages = M.random_noise_ages(mask, 0.1, generator=g)
+        for b in range(64):
+            a = ages[b, : n[b]].tolist()
+            assert a == sorted(a, reverse=True) and len(set(a)) == len(a)  # older sentences, larger ages
+            assert max(a) <= n[b] - 1 + -(-int(n[b]) // 10) and min(a) >= 0
+        assert (ages[~mask] == 0).all()
+    assert (M.random_noise_ages(mask, 0.0, generator=g) == M.memory_ages(mask)).all()
+    assert M.random_noise_ages(mask, 0.5, max_age=3, generator=g).max() <= 3
+
+
+def reference_forward(model: M.MemN2N, stories, mask, queries, ages, copy=0, linear=False):
+    """The whole network from the paper's equations, with the slow sentence_representation, in float64."""
+    mats = {k: v.double() for k, v in model.matrices(copy).items()}
+    J = stories.shape[-1]
+    d = model.config.embedding_dim
+    l = reference_pe(J, d) if model.config.encoding == "pe" else None
+    if model.config.pe_formula == "official" and l is not None:
+        l = M.position_encoding_official(J, d, dtype=torch.float64)
+    u = M.sentence_representation(queries, mats["B"], l)
+    ps = []
+    for k in range(1, model.config.hops + 1):
+        m = M.sentence_representation(stories, mats[f"A{k}"], l)
+        c = M.sentence_representation(stories, mats[f"C{k}"], l)
+        if model.config.temporal:
+            m = m + mats[f"TA{k}"][ages]
+            c = c + mats[f"TC{k}"][ages]
+        if model.config.tying == "layerwise":
+            p = M.memory_attention(u, m, mask, linear)
+            u = u @ model.H[copy].double().T + M.memory_output(p, c)
+        else:
+            u, p = M.memory_hop(u, m, c, mask, linear)
+        ps.append(p)
+    return u @ mats["W"].T, torch.stack(ps, dim=1)
+
+
+def toy_batch(V=12, B=4, N=6, J=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    stories = torch.randint(1, V, (B, N, J), generator=g)
+    stories[:, :, 3:] = 0  # padding words
+    mask = torch.zeros(B, N, dtype=torch.bool)
+    for b, n in enumerate([6, 3, 1, 4][:B]):
+        mask[b, :n] = True
+    stories[~mask] = 0
+    queries = torch.randint(1, V, (B, J), generator=g)
+    queries[:, 4:] = 0
+    return stories, mask, queries
+
+
+@pytest.mark.parametrize("encoding,formula,tying,temporal", [
+    ("pe", "paper", "adjacent", True), ("bow", "paper", "adjacent", True), ("pe", "official", "adjacent", False),
+    ("pe", "paper", "layerwise", True)])
+@pytest.mark.parametrize("linear", [False, True])
+def test_model_matches_equation_reference(encoding, formula, tying, temporal, linear):
+    torch.manual_seed(0)
+    cfg = M.MemN2NConfig(vocab_size=12, sentence_length=5, memory_size=8, embedding_dim=6, hops=3,
+                         encoding=encoding, pe_formula=formula, tying=tying, temporal=temporal)
+    model = M.MemN2N(cfg)
+    stories, mask, queries = toy_batch()
+    ages = M.memory_ages(mask)
+    out = model(stories, mask, queries, ages=ages, linear=linear)
+    assert out.logits.shape == (4, 12) and out.attention.shape == (4, 3, 6)
+    ref_logits, ref_p = reference_forward(model, stories, mask, queries, ages, linear=linear)
+    torch.testing.assert_close(out.logits.double(), ref_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out.attention.double(), ref_p, rtol=1e-4, atol=1e-5)
+    assert (out.attention.permute(0, 2, 1)[~mask] == 0).all()  # padded memories: zero attention in every hop
+
+
+def test_copies_are_independent_networks():
+    torch.manual_seed(0)
+    cfg = M.MemN2NConfig(vocab_size=12, sentence_length=5, memory_size=8, embedding_dim=6, hops=2)
+    model = M.MemN2N(cfg, copies=3)
+    batches = [toy_batch(seed=s) for s in range(3)]
+    stories, mask, queries = (torch.stack(t) for t in zip(*batches))
+    out = model(stories, mask, queries)
+    assert out.logits.shape == (3, 4, 12) and out.attention.shape == (3, 4, 2, 6)
+    for s in range(3):
+        ref, _ = reference_forward(model, *batches[s], M.memory_ages(batches[s][1]), copy=s)
+        torch.testing.assert_close(out.logits[s].double(), ref, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="copies"):
+        model(*batches[0])
+
+
+def test_adjacent_tying_shares_matrices_and_nil_stays_zero():
+    cfg = M.MemN2NConfig(vocab_size=10, sentence_length=4, embedding_dim=5, hops=3)
+    model = M.MemN2N(cfg)
+    mats = model.matrices()
+    assert mats["A2"] is not None and torch.equal(mats["A2"], mats["C1"]) and torch.equal(mats["B"], mats["A1"])
+    assert torch.equal(mats["W"], mats["C3"]) and torch.equal(mats["TA2"], mats["TC1"])
+    assert len(model.embeddings) == 4
+    for matrix in model.embeddings:
+        assert (matrix[:, 0] == 0).all()
+    std = torch.cat([p.detach().flatten() for p in model.parameters()]).std()
+    assert 0.08 < float(std) < 0.12  # N(0, 0.1) initialisation
+
+
+def test_training_step_no_nan_and_learns_a_toy_task():
+    """A tiny synthetic 'where is X' task: the answer is the last word of the sentence naming X."""
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    people, places = [1, 2, 3], [4, 5, 6, 7]
+    Q, N, J = 256, 4, 3
+    stories = torch.zeros(Q, N, J, dtype=torch.long)
+    queries = torch.zeros(Q, J, dtype=torch.long)
+    answers = torch.zeros(Q, dtype=torch.long)
+    for q in range(Q):
+        who = torch.tensor(people)[torch.randperm(3, generator=g)]
+        where = torch.tensor(places)[torch.randint(0, 4, (3,), generator=g)]
+        for i in range(3):
+            stories[q, i, 0], stories[q, i, 1], stories[q, i, 2] = who[i], 8, where[i]
+        target = int(torch.randint(0, 3, (1,), generator=g))
+        queries[q, 0], queries[q, 1] = 9, who[target]
+        answers[q] = where[target]
+    mask = torch.zeros(Q, N, dtype=torch.bool)
+    mask[:, :3] = True
+    from mem_tutorial.data.babi import BabiTensors
+
+    data = BabiTensors(stories, mask, queries, answers, torch.zeros(Q, N, dtype=torch.bool), torch.ones(Q, dtype=torch.long))
+    model = M.MemN2N(M.MemN2NConfig(vocab_size=10, sentence_length=J, memory_size=8, embedding_dim=16, hops=1))
+    recipe = M.TrainConfig(epochs=25, lr=0.01, anneal_every=100, ls_epochs=0, linear_start=False, seed=0)
+    result = M.fit(model, data, data, recipe)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert result.best_valid_error[0] < 0.15
+    assert (model.embeddings[0][:, 0] == 0).all()
+
+
+def test_clip_grad_norm_per_copy():
+    p = torch.nn.Parameter(torch.zeros(2, 3))
+    p.grad = torch.tensor([[30.0, 40.0, 0.0], [3.0, 4.0, 0.0]])
+    norms = M.clip_grad_norm_per_copy([p], 40.0, 2)
+    torch.testing.assert_close(norms, torch.tensor([50.0, 5.0]))
+    torch.testing.assert_close(p.grad, torch.tensor([[24.0, 32.0, 0.0], [3.0, 4.0, 0.0]]), rtol=1e-5, atol=1e-5)
+
+
+def test_paper_recipe_values():
+    single = M.paper_recipe()
+    assert (single.epochs, single.anneal_every, single.lr, single.batch_size, single.max_grad_norm) == (100, 25, 0.005, 32, 40.0)
+    assert single.ls_epochs == 20 and single.random_noise == 0.1
+    joint = M.paper_recipe(joint=True)
+    assert (joint.epochs, joint.anneal_every, joint.ls_epochs) == (60, 15, 30)
+    assert M.paper_recipe(linear_start=False).lr == 0.01
+    with pytest.raises(TypeError):
+        M.paper_recipe(nonsense=1)
