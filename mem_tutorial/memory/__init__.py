@@ -4,3 +4,8 @@ from mem_tutorial.memory.access import read, write
 from mem_tutorial.memory.addressing import COSINE_EPS, content_weighting, cosine_similarity
 
 __all__ = ["COSINE_EPS", "content_weighting", "cosine_similarity", "read", "write"]
+
+# Chapter 6: sparse access (Rae et al. 2016).
+from mem_tutorial.memory.sparse import SparseWeights, sparse_read, sparse_write, topk_read  # noqa: E402
+
+__all__ += ["SparseWeights", "sparse_read", "sparse_write", "topk_read"]
