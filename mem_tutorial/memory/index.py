@@ -222,8 +222,8 @@ def score_candidates(keys: torch.Tensor, queries: torch.Tensor, positions: torch
         (scores [Q, k], positions [Q, k]), best first.
     """
     valid = positions >= 0
-    rows = keys[positions.clamp(min=0)]  # [Q, C, W]
-    scores = torch.einsum("qcw,qw->qc", rows, queries).masked_fill(~valid, float("-inf"))
+    rows = keys.index_select(0, positions.clamp(min=0).reshape(-1)).view(*positions.shape, -1)  # [Q, C, W]
+    scores = torch.bmm(rows, queries.unsqueeze(-1)).squeeze(-1).masked_fill(~valid, float("-inf"))
     top = scores.topk(k, dim=-1)
     return top.values, positions.gather(-1, top.indices)
 
