@@ -9,3 +9,7 @@ __all__ = ["COSINE_EPS", "content_weighting", "cosine_similarity", "read", "writ
 from mem_tutorial.memory.sparse import SparseWeights, sparse_read, sparse_write, topk_read  # noqa: E402
 
 __all__ += ["SparseWeights", "sparse_read", "sparse_write", "topk_read"]
+
+from mem_tutorial.memory.keyvalue import candidate_scores, hop_update, key_addressing, value_reading  # noqa: E402
+
+__all__ += ["candidate_scores", "hop_update", "key_addressing", "value_reading"]
