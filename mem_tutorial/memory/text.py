@@ -186,7 +186,7 @@ class TextMemory:
             self._slot = torch.nonzero(live).squeeze(-1)
         scores, found = self._index.search(q.to(self.keys), k)
         ids = self._slot[found]
-        weights = torch.softmax(self.temperature * scores, dim=-1)
+        weights = torch.softmax(self.temperature * scores, dim=-1)  # key addressing over the k retrieved
         texts = [[self.texts[i] for i in row] for row in ids.tolist()]
         return Retrieved(scores, ids, weights, texts)
 
@@ -196,24 +196,56 @@ class TextMemory:
         return [reader(q, texts, w) for q, texts, w in zip(questions, got.texts, got.weights)]
 
 
-def mention_reader(candidates: Sequence[str]) -> Callable[[str, Sequence[str], torch.Tensor], str]:
+def _value_reading(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """o = sum_i p_i v_i: Chapter 5's ``value_reading`` when it is installed, else the same einsum."""
+    try:
+        from mem_tutorial.memory.keyvalue import value_reading
+    except ImportError:  # pragma: no cover - Chapter 5 not installed
+        return torch.einsum("bk,bkd->bd", weights, values)
+    return value_reading(weights, values)
+
+
+def mention_reader(
+    candidates: Sequence[str] | None = None,
+    mentions: Callable[[str], Sequence[str]] | None = None,
+    allowed: Callable[[str, str], bool] | None = None,
+) -> Callable[[str, Sequence[str], torch.Tensor], str]:
     """A reader with no training: value reading over the candidate answers the retrieved documents mention.
 
-    o(c) = sum_i p_i [document i mentions c] over candidates c not in the question (key-value reading,
-    Miller et al. 2016, with value v_i = the bag of candidates in document i); the answer is argmax_c o(c).
-    Candidates are matched case-insensitively on word boundaries; "" when none is mentioned.
+    o(c) = sum_i p_i [document i mentions c] over candidates c not mentioned in the question (key-value
+    reading, Miller et al. 2016, Section 3, with value v_i = the bag of candidates in document i); the answer
+    is argmax_c o(c), "" when no candidate is mentioned.
+
+    Args:
+        candidates: answer strings, matched case-insensitively on word boundaries; or
+        mentions: a function ``text -> entities it mentions`` (e.g. an entity linker) used instead.
+        allowed: optional ``(question, candidate) -> bool`` filter, e.g. the answer type a question asks for
+            (a learned reader, such as Chapter 5's, learns this from data instead).
     """
     import re
 
-    patterns = [(c, re.compile(r"(?<!\w)" + re.escape(c.lower()) + r"(?!\w)")) for c in candidates]
+    if (candidates is None) == (mentions is None):
+        raise ValueError("give exactly one of candidates or mentions")
+    if mentions is None:
+        patterns = [(c, re.compile(r"(?<!\w)" + re.escape(c.lower()) + r"(?!\w)")) for c in candidates]
+
+        def mentions(text: str) -> list[str]:
+            low = text.lower()
+            return [c for c, p in patterns if p.search(low)]
 
     def read(question: str, texts: Sequence[str], weights: torch.Tensor) -> str:
-        ql = question.lower()
-        allowed = [(c, p) for c, p in patterns if not p.search(ql)]
-        values = torch.tensor([[1.0 if p.search(t.lower()) else 0.0 for _, p in allowed] for t in texts])  # [k, C]
-        if values.numel() == 0:
+        banned = set(mentions(question))
+        found = [[c for c in mentions(t) if c not in banned and (allowed is None or allowed(question, c))]
+                 for t in texts]
+        vocab = sorted({c for row in found for c in row})
+        if not vocab:
             return ""
-        scores = weights.to(values) @ values  # [C]
-        return allowed[int(scores.argmax())][0] if float(scores.max()) > 0 else ""
+        col = {c: j for j, c in enumerate(vocab)}
+        values = torch.zeros(1, len(texts), len(vocab))  # [1, k, C] bags of candidates
+        for i, row in enumerate(found):
+            for c in row:
+                values[0, i, col[c]] = 1.0
+        scores = _value_reading(weights.to(values).unsqueeze(0), values)[0]  # [C]
+        return vocab[int(scores.argmax())]
 
     return read
