@@ -249,6 +249,8 @@ def sparse_write(
     other row is copied unchanged. Equal to ``access.write(memory, densify(indices, weights, N), erase,
     add)``: repeated slots within a head are merged first (their weights add, as in the dense weighting).
     The result is a new tensor (one O(N W) copy, no O(N W) arithmetic); gradients reach the K rows.
+    Implemented as M + scatter_add(delta) with one delta row per written slot, so that the backward pass is a
+    gather of K rows (a scatter with a product reduction over the whole memory would cost O(N W) there).
 
     Args:
         memory: [B, N, W]
@@ -272,14 +274,26 @@ def sparse_write(
         check_shape("weights", weights, "B H K", sizes)
         check_shape("erase", erase, "B H W", sizes)
         check_shape("add", add, "B H W", sizes)
-    indices, weights = merge_duplicates(indices, weights)
+    indices, weights = merge_duplicates(indices, weights)  # within a head, repeated slots add their weights
     b, h, k = indices.shape
     w = weights.unsqueeze(-1)  # [B, H, K, 1]
-    keep = (1 - w * erase.unsqueeze(2)).reshape(b, h * k, -1)  # [B, HK, W]
-    new = (w * add.unsqueeze(2)).reshape(b, h * k, -1)
-    flat = indices.reshape(b, h * k, 1).expand(b, h * k, memory.shape[-1])
-    erased = memory.scatter_reduce(1, flat, keep, reduce="prod", include_self=True)
-    return erased.scatter_add(1, flat, new)
+    keep = (1 - w * erase.unsqueeze(2)).reshape(b, h * k, -1)  # [B, HK, W] per-entry erase factors
+    new = (w * add.unsqueeze(2)).reshape(b, h * k, -1)  # [B, HK, W] per-entry adds
+    # Across heads a slot may appear several times: group the entries by slot (sort, mark runs) and combine
+    # each group on the small [B, HK, W] tensors: erase factors multiply, adds sum (NTM Eq. 3-4).
+    slot, order = indices.reshape(b, h * k).sort(dim=-1)
+    order_w = order.unsqueeze(-1).expand(b, h * k, memory.shape[-1])
+    keep, new = keep.gather(1, order_w), new.gather(1, order_w)
+    first = torch.ones_like(slot, dtype=torch.bool)
+    first[:, 1:] = slot[:, 1:] != slot[:, :-1]
+    run = (first.long().cumsum(-1) - 1).unsqueeze(-1).expand_as(keep)  # group of each entry
+    group_keep = torch.ones_like(keep).scatter_reduce(1, run, keep, reduce="prod").gather(1, run)
+    group_add = torch.zeros_like(new).scatter_add(1, run, new).gather(1, run)
+    slot_w = slot.unsqueeze(-1).expand_as(keep)
+    rows = memory.gather(1, slot_w)  # [B, HK, W] the old rows
+    # One change per slot (on the group's first entry): M_i * prod_h(1 - w_h e_h) + sum_h w_h a_h - M_i.
+    delta = (rows * (group_keep - 1) + group_add) * first.unsqueeze(-1).to(rows.dtype)
+    return memory.scatter_add(1, slot_w, delta)
 
 
 def update_usage(
