@@ -2,6 +2,7 @@
 
 from mem_tutorial.memory.access import read, write
 from mem_tutorial.memory.addressing import COSINE_EPS, content_weighting, cosine_similarity
+from mem_tutorial.memory.addressing import SHARPEN_EPS, interpolate, ntm_addressing, sharpen, shift
 
 __all__ = ["COSINE_EPS", "content_weighting", "cosine_similarity", "read", "write"]
 
@@ -13,3 +14,4 @@ __all__ += ["SparseWeights", "sparse_read", "sparse_write", "topk_read"]
 from mem_tutorial.memory.keyvalue import candidate_scores, hop_update, key_addressing, value_reading  # noqa: E402
 
 __all__ += ["candidate_scores", "hop_update", "key_addressing", "value_reading"]
+__all__ += ["SHARPEN_EPS", "interpolate", "ntm_addressing", "sharpen", "shift"]

@@ -1,0 +1,190 @@
+"""Training recurrent models on the algorithmic tasks: optimisers, clipping, loss, convergence counting.
+
+Knows tasks and optimisers, not particular models: any ``nn.Module`` whose ``forward(inputs [B, T, in])`` returns
+``(logits [B, T, out], state)`` works (the NTM, the DNC, the LSTM baseline).
+
+Paper settings (Graves et al. 2014, Section 4): RMSProp with momentum 0.9, learning rate 1e-4, every gradient
+component clipped to [-10, 10] (``GRAD_CLIP``). Adam (lr 1e-3 by default) with batches converges much faster on a
+CPU (see ``benchmarks/RESULTS.md``, Chapter 2). Progress is counted in training SEQUENCES, so runs at different
+batch sizes compare; the paper's "cost per sequence" is :func:`mem_tutorial.tasks.bits_error`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from mem_tutorial.tasks.algorithmic import TASKS, TaskBatch, bits_error, cross_entropy_bits
+from mem_tutorial.train import History, train
+
+#: The paper clips each gradient component to [-GRAD_CLIP, GRAD_CLIP].
+GRAD_CLIP = 10.0
+#: Default learning rates: the paper's RMSProp, and Adam.
+DEFAULT_LR = {"rmsprop": 1e-4, "adam": 1e-3}
+
+
+def make_optimizer(model: nn.Module, name: str = "adam", lr: float | None = None) -> torch.optim.Optimizer:
+    """``"rmsprop"``: the paper's RMSProp (momentum 0.9, lr 1e-4, alpha 0.95); ``"adam"``: Adam (lr 1e-3)."""
+    name = name.lower()
+    if name not in DEFAULT_LR:
+        raise ValueError(f"optimizer must be one of {sorted(DEFAULT_LR)}, got {name!r}")
+    lr = DEFAULT_LR[name] if lr is None else lr
+    if name == "rmsprop":
+        return torch.optim.RMSprop(model.parameters(), lr=lr, momentum=0.9, alpha=0.95, eps=1e-8)
+    return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+def clip_gradients(model: nn.Module, clip: float | None = GRAD_CLIP) -> None:
+    """Clip every gradient component to [-clip, clip] (the paper's scheme; ``None`` disables it)."""
+    if clip is not None:
+        torch.nn.utils.clip_grad_value_(model.parameters(), clip)
+
+
+def task_loss(logits: torch.Tensor, batch: TaskBatch) -> torch.Tensor:
+    """Training loss: binary cross-entropy per scored bit, in nats, averaged over the batch's scored bits."""
+    bits = cross_entropy_bits(logits, batch.targets, batch.masks)  # [B] bits per sequence
+    scored = batch.masks.sum() * batch.targets.shape[-1]
+    return bits.sum() * 0.6931471805599453 / scored.clamp_min(1)
+
+
+class ConvergenceMonitor:
+    """Counts training sequences until the cost averaged over the last ``window`` sequences is < ``threshold``.
+
+    ``converged_at``: the number of sequences seen when that first happened (None before). ``relapsed``:
+    whether the windowed average later exceeded ``threshold`` again (checked once per update).
+    """
+
+    def __init__(self, window: int = 1000, threshold: float = 0.1):
+        self.window, self.threshold = window, threshold
+        self.costs: deque[float] = deque(maxlen=window)
+        self.total = 0.0
+        self.seen = 0
+        self.converged_at: int | None = None
+        self.relapsed_at: int | None = None
+        self.worst_after = 0.0
+
+    def update(self, costs_per_sequence: torch.Tensor) -> float:
+        for c in costs_per_sequence.tolist():
+            if len(self.costs) == self.window:
+                self.total -= self.costs[0]
+            self.costs.append(c)
+            self.total += c
+        self.seen += len(costs_per_sequence)
+        mean = self.mean
+        if len(self.costs) == self.window:
+            if self.converged_at is None and mean < self.threshold:
+                self.converged_at = self.seen
+            elif self.converged_at is not None:
+                self.worst_after = max(self.worst_after, mean)
+                if mean >= self.threshold and self.relapsed_at is None:
+                    self.relapsed_at = self.seen
+        return mean
+
+    @property
+    def mean(self) -> float:
+        return self.total / max(1, len(self.costs))
+
+
+@dataclass
+class TaskRun:
+    """Result of :func:`train_on_task`."""
+
+    history: History
+    monitor: ConvergenceMonitor
+    sequences: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def train_on_task(
+    model: nn.Module,
+    task: str | Callable[..., TaskBatch] = "copy",
+    *,
+    batch_size: int = 16,
+    max_sequences: int = 50_000,
+    optimizer: torch.optim.Optimizer | str = "adam",
+    lr: float | None = None,
+    clip: float | None = GRAD_CLIP,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    task_kwargs: dict | None = None,
+    window: int = 1000,
+    threshold: float = 0.1,
+    stop_after: int | None = 0,
+    log_every: int = 10,
+    desc: str = "training",
+    monitor: ConvergenceMonitor | None = None,
+    history: History | None = None,
+) -> TaskRun:
+    """Train ``model`` on a task, counting sequences until the windowed cost falls below ``threshold``.
+
+    Args:
+        task: a name in :data:`TASKS` or a generator function ``(batch_size, generator=..., device=...)``.
+        max_sequences: stop after this many training sequences.
+        optimizer: an optimiser or a name for :func:`make_optimizer` (with ``lr``).
+        stop_after: once converged, train this many more sequences and stop (None: never stop early).
+        log_every: record metrics every this many updates (``loss``: per-bit BCE in nats; ``bits``: the batch's
+            mean cost per sequence; ``avg_bits``: the windowed cost; ``sequences``: sequences seen).
+
+    Returns:
+        A :class:`TaskRun` with the history and the :class:`ConvergenceMonitor`.
+    """
+    make_batch = TASKS[task] if isinstance(task, str) else task
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    opt = make_optimizer(model, optimizer, lr) if isinstance(optimizer, str) else optimizer
+    mon = monitor or ConvergenceMonitor(window, threshold)
+    kwargs = dict(task_kwargs or {})
+    steps = -(-max_sequences // batch_size)
+
+    def step(i: int) -> dict[str, float]:
+        batch = make_batch(batch_size, generator=gen, **kwargs).to(device)
+        logits, _ = model(batch.inputs)
+        loss = task_loss(logits, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_gradients(model, clip)
+        opt.step()
+        with torch.no_grad():
+            cost = bits_error(logits.detach(), batch.targets, batch.masks)
+        avg = mon.update(cost.cpu())
+        return {"loss": loss.item(), "bits": cost.mean().item(), "avg_bits": avg, "sequences": mon.seen}
+
+    def stop(h: History) -> bool:
+        return stop_after is not None and mon.converged_at is not None and mon.seen >= mon.converged_at + stop_after
+
+    model.train()
+    hist = train(step, steps, log_every=log_every, desc=desc, history=history, stop=stop,
+                 plot_metrics=("bits",))
+    return TaskRun(hist, mon, mon.seen)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    task: str | Callable[..., TaskBatch] = "copy",
+    *,
+    sequences: int = 100,
+    batch_size: int = 50,
+    seed: int = 1234,
+    device: torch.device | str | None = None,
+    task_kwargs: dict | None = None,
+) -> dict[str, float]:
+    """Mean cost (wrong bits) and cross-entropy (bits) per sequence on fresh sequences from a fixed seed."""
+    make_batch = TASKS[task] if isinstance(task, str) else task
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    model.eval()
+    errors, ce, n = 0.0, 0.0, 0
+    while n < sequences:
+        b = min(batch_size, sequences - n)
+        batch = make_batch(b, generator=gen, **(task_kwargs or {})).to(device)
+        logits, _ = model(batch.inputs)
+        errors += bits_error(logits, batch.targets, batch.masks).sum().item()
+        ce += cross_entropy_bits(logits, batch.targets, batch.masks).sum().item()
+        n += b
+    model.train()
+    return {"bits_error": errors / n, "cross_entropy_bits": ce / n}
