@@ -181,3 +181,52 @@ def test_usage_least_used_and_write_weighting():
     dense = sparse.densify(ww.indices, ww.weights, 4)
     expected = 0.8 * (0.25 * torch.tensor([[0.25, 0.0, 0.75, 0.0]]) + 0.75 * torch.tensor([[0.0, 1.0, 0.0, 0.0]]))
     torch.testing.assert_close(dense, expected.double())
+
+
+# --- the SAM model (mem_tutorial.models.sam) ----------------------------------------------------------------
+
+
+def test_sam_forward_backward_no_nan_and_sparse_gradients():
+    from mem_tutorial.models.sam import SAM
+
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = SAM(input_size=5, output_size=3, controller_size=16, memory_slots=32, memory_width=6, k=4)
+        x = torch.randn(2, 7, 5)
+        logits, state = model(x)
+        assert logits.shape == (2, 7, 3) and state.memory.shape == (2, 32, 6)
+        assert state.read_indices.shape == (2, 1, 4)
+        logits.pow(2).mean().backward()
+        grads = [p.grad for p in model.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_sam_with_k_equal_n_matches_dense_variant():
+    from mem_tutorial.models.sam import SAM
+
+    torch.manual_seed(0)
+    sparse_model = SAM(input_size=4, output_size=2, controller_size=8, memory_slots=6, memory_width=3, k=6).double()
+    dense_model = SAM(input_size=4, output_size=2, controller_size=8, memory_slots=6, memory_width=3, k=6, dense=True).double()
+    dense_model.load_state_dict(sparse_model.state_dict())
+    x = torch.randn(2, 5, 4, dtype=torch.float64)
+    a, sa = sparse_model(x)
+    b, sb = dense_model(x)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(sa.memory, sb.memory)
+
+
+def test_sam_writes_fresh_slots_when_gamma_is_zero():
+    """With gamma -> 0 and alpha -> 1, each write goes to the least-used slot (Rae et al. 2016, Eq. 5)."""
+    from mem_tutorial.models.sam import SAM
+
+    torch.manual_seed(1)
+    m = SAM(input_size=3, output_size=1, controller_size=4, memory_slots=10, memory_width=2, k=2)
+    with torch.no_grad():
+        m.heads.weight.zero_()
+        m.heads.bias.zero_()
+        m.heads.bias[3] = 50.0  # alpha = 1 (index R*(W+1) = 3)
+        m.heads.bias[4] = -50.0  # gamma = 0
+        m.heads.bias[5:] = 50.0  # add = tanh(50) = 1
+    _, state = m(torch.zeros(1, 4, 3))
+    written = (state.memory[0].abs().sum(-1) > 0.5).sum()
+    assert int(written) == 4
