@@ -164,7 +164,16 @@ def main(argv=None) -> None:
     p.add_argument("--films", type=int, default=300, help="films in the generated movie KB (retrieval)")
     p.add_argument("--edits", type=int, default=100, help="facts edited (retrieval)")
     p.add_argument("--max-questions", type=int, default=0, help="subsample the questions (0: all)")
-    p.add_argument("--steps", type=int, default=None, help="training steps for --section model")
+    p.add_argument("--steps", type=int, default=0, help="training steps for --section model (0: timing only)")
+    p.add_argument("--model-sizes", type=int, nargs="+", default=[128, 1024, 8192, 65536])
+    p.add_argument("--train-n", type=int, default=128)
+    p.add_argument("--train-models", type=int, default=2, help="train the first M of SAM, DAM, NTM")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--mem-width", type=int, default=20)
+    p.add_argument("--k-model", type=int, default=4)
+    p.add_argument("--min-items", type=int, default=2)
+    p.add_argument("--max-items", type=int, default=4)
+    p.add_argument("--model-repeats", type=int, default=3)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -181,8 +190,71 @@ def main(argv=None) -> None:
         bench_retrieval(args)
 
 
-def bench_model(args) -> None:  # filled in once the Chapter 2 NTM is merged
-    raise SystemExit("the model section needs mem_tutorial.models.ntm (Chapter 2); not available in this build")
+def bench_model(args) -> None:
+    """SAM (sparse, K slots) vs the same model with dense reads (DAM) vs the Chapter 2 NTM, on associative recall."""
+    from mem_tutorial.models.sam import SAM
+    from mem_tutorial.tasks.algorithmic import associative_recall_task, bits_error
+    from mem_tutorial.tasks.training import clip_gradients, task_loss
+
+    try:
+        from mem_tutorial.models.ntm import NTM
+    except ImportError:  # pragma: no cover
+        NTM = None
+    task = dict(min_items=args.min_items, max_items=args.max_items)
+    width = 6
+
+    def make(kind, n):
+        torch.manual_seed(0)
+        if kind == "NTM (dense, Ch. 2)":
+            return NTM(input_size=width + 2, output_size=width, memory_slots=n, memory_width=args.mem_width)
+        return SAM(input_size=width + 2, output_size=width, memory_slots=n, memory_width=args.mem_width,
+                   k=args.k_model, dense=(kind == "DAM (dense reads)"))
+
+    kinds = ["SAM (sparse, K=%d)" % args.k_model, "DAM (dense reads)"] + (["NTM (dense, Ch. 2)"] if NTM else [])
+    gen = torch.Generator().manual_seed(1)
+    batch = associative_recall_task(args.batch, generator=gen, **task)
+    print(f"step time (forward + backward, CPU time), associative recall {args.min_items}-{args.max_items} items, "
+          f"batch {args.batch}, T = {batch.inputs.shape[1]}, W = {args.mem_width}")
+    print(f"{'N':>8} " + " ".join(f"{k:>22}" for k in kinds) + f" {'DAM/SAM':>8} {'NTM/SAM':>8}")
+    for n in args.model_sizes:
+        times = []
+        for kind in kinds:
+            model = make(kind, n)
+
+            def step():
+                model.zero_grad()
+                logits, _ = model(batch.inputs)
+                task_loss(logits, batch).backward()
+
+            times.append(timeit(step, args.model_repeats))
+        ratios = [times[1] / times[0]] + ([times[2] / times[0]] if len(times) > 2 else [])
+        print(f"{n:>8} " + " ".join(f"{t:>19.1f} ms" for t in times) + " " + " ".join(f"{r:>7.1f}x" for r in ratios))
+
+    if not args.steps:
+        return
+    print(f"\ntraining at N = {args.train_n}: Adam lr 1e-3, batch {args.batch}, {args.steps} steps, seed 0; "
+          f"bit accuracy on 1,000 fresh sequences")
+    for kind in kinds[: args.train_models]:
+        model = make(kind, args.train_n)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        g = torch.Generator().manual_seed(0)
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            b = associative_recall_task(args.batch, generator=g, **task)
+            opt.zero_grad()
+            logits, _ = model(b.inputs)
+            loss = task_loss(logits, b)
+            loss.backward()
+            clip_gradients(model)
+            opt.step()
+        with torch.no_grad():
+            b = associative_recall_task(1000, generator=torch.Generator().manual_seed(123), **task)
+            logits, _ = model(b.inputs)
+            wrong = bits_error(logits, b.targets, b.masks).sum()
+            total = b.masks.sum() * b.targets.shape[-1]
+        acc = 1 - float(wrong / total)
+        print(f"  {kind:>22}: bit accuracy {100 * acc:6.2f} %  final loss {float(loss):.4f}  "
+              f"({time.perf_counter() - t0:.0f} s wall)")
 
 
 def film_sentences(kb) -> list[tuple[str, str]]:

@@ -120,7 +120,11 @@ class SAM(nn.Module):
         weights = torch.stack([torch.cat([one, torch.zeros_like(ww.weights[:, 1:])], -1), ww.weights], dim=1)
         erase = torch.stack([torch.ones(B, W, device=x.device, dtype=x.dtype), torch.zeros(B, W, device=x.device, dtype=x.dtype)], 1)
         adds = torch.stack([torch.zeros_like(add), add], dim=1)
-        memory = sparse.sparse_write(state.memory, indices, weights, erase, adds)
+        if cfg.dense:  # the same write, with dense [B, 2, N] weightings (DAM)
+            dense_w = sparse.densify(indices, weights, cfg.memory_slots)
+            memory = access.write(state.memory, dense_w, erase, adds)
+        else:
+            memory = sparse.sparse_write(state.memory, indices, weights, erase, adds)
 
         # Read (Section 3.1): top-K content read (dense: all N slots).
         if cfg.dense:
