@@ -112,7 +112,7 @@ def bench_ann(args) -> None:
     for p in args.probes:
         t = timeit(lambda: ivf.search(queries, 10, n_probe=p), args.repeats)
         rows.append((f"IVF (teaching) L={lists} P={p}", build, t, ix.recall_at_k(ivf.search(queries, 10, n_probe=p)[1], truth)))
-    if ix.faiss_available():
+    if ix.faiss_available() and not args.no_faiss:
         import faiss
 
         faiss.omp_set_num_threads(1)
@@ -134,7 +134,7 @@ def bench_ann(args) -> None:
                 h.index.hnsw.efSearch = ef
                 t = timeit(lambda: h.search(queries, 10), args.repeats)
                 rows.append((f"faiss HNSW M=16 ef={ef}", build, t, ix.recall_at_k(h.search(queries, 10)[1], truth)))
-    else:
+    elif not args.no_faiss:
         print("(faiss not installed: pip install 'mem-tutorial[faiss]' for the FAISS rows)")
     for name, b, t, r in rows:
         print(f"{name:>28} {b:>8.1f} {t:>10.3f} {t_exact / t:>8.1f}x {r:>10.3f}")
@@ -157,6 +157,7 @@ def main(argv=None) -> None:
     p.add_argument("--probes", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--lists-per-sqrt", type=float, default=1.0, help="L = this * sqrt(N)")
     p.add_argument("--hnsw", action="store_true", help="also build a FAISS HNSW index (slow to build)")
+    p.add_argument("--no-faiss", action="store_true", help="skip the FAISS rows")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--clock", choices=["cpu", "wall"], default="cpu",

@@ -239,10 +239,39 @@ def test_hierarchical_wrong_answers_fail(name):
         _run("hierarchical_read", _replace_solution("hierarchical_read", HIER_WRONG[name]))
 
 
-def test_chapter_through_nbgrader():
-    """Solution -> full points, stub -> 0, through the course's nbgrader harness (when the lead's harness exists)."""
-    harness = pytest.importorskip("nbgrader_harness", reason="tests/nbgrader_harness.py (course harness) not present")
-    if not hasattr(harness, "grade_chapter"):
-        pytest.skip("course harness has no grade_chapter helper")
-    result = harness.grade_chapter(CHAPTER)
-    assert result
+# ------------------------------------------------------------------------------ the real round trip (nbgrader)
+POINTS = {"test_topk_read": 4, "test_ivf_index": 4, "test_hierarchical_read": 4}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    harness = pytest.importorskip("nbgrader_harness")
+    course = harness.ScratchCourse(tmp_path_factory.mktemp("course06"), CHAPTER)
+    solved = course.solved_notebook()
+    course.submit("solution", solved)
+    course.submit("stub", course.student_notebook())
+    course.submit("wrong_topk", harness.with_solution(
+        solved, "topk_read", _replace_solution("topk_read", TOPK_WRONG["detached_memory"])))
+    wrong_ivf = harness.with_solution(
+        solved, "ivf_index", _replace_function(CELLS["ivf_index"], "search_ivf", IVF_WRONG["probes_every_list"][1]))
+    course.submit("wrong_ivf_deleted_test", harness.without_cell(wrong_ivf, "test_hierarchical_read"))
+    return course, course.autograde()
+
+
+def test_point_layout(graded):
+    course, _ = graded
+    assert course.grade_ids("auto") == POINTS
+
+
+def test_solution_full_points_stub_zero(graded):
+    course, scores = graded
+    assert scores["solution"].auto == course.max_auto == 12
+    assert scores["stub"].auto == 0
+    assert sorted(scores["stub"].errors()) == sorted(POINTS), "the stub must fail only in the graded test cells"
+
+
+def test_wrong_answers_lose_only_their_exercise_and_deleted_test_runs(graded):
+    _, scores = graded
+    assert scores["wrong_topk"].by_cell == {"test_topk_read": 0.0, "test_ivf_index": 4.0, "test_hierarchical_read": 4.0}
+    s = scores["wrong_ivf_deleted_test"]
+    assert s.by_cell == {"test_topk_read": 4.0, "test_ivf_index": 0.0, "test_hierarchical_read": 4.0}
