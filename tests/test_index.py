@@ -13,8 +13,10 @@ def rand(*shape, seed=0, dtype=torch.float64):
 
 
 def ref_cosine_topk(keys, queries, k):
-    kn = keys / ((keys**2).sum(-1, keepdim=True) + 1e-6).sqrt()
-    qn = queries / ((queries**2).sum(-1, keepdim=True) + 1e-6).sqrt()
+    from mem_tutorial.memory.addressing import COSINE_EPS as eps  # Chapter 1's convention, under each sqrt
+
+    kn = keys / ((keys**2).sum(-1, keepdim=True) + eps).sqrt()
+    qn = queries / ((queries**2).sum(-1, keepdim=True) + eps).sqrt()
     s = qn @ kn.T
     order = torch.argsort(s, dim=-1, descending=True)[:, :k]
     return s.gather(-1, order), order

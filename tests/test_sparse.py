@@ -8,7 +8,7 @@ import torch
 from mem_tutorial.memory import sparse
 from mem_tutorial.memory.access import write as dense_write
 
-EPS = 1e-6  # the cosine epsilon of Chapter 1, under each square root
+from mem_tutorial.memory.addressing import COSINE_EPS as EPS  # the convention of Chapter 1, under each sqrt
 
 
 def ref_cosine(memory, keys):
