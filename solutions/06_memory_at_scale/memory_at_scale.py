@@ -130,7 +130,7 @@ plt.show()
 # Write `topk_read(memory, keys, strengths, k)`:
 #
 # * `memory` [B, N, W], `keys` [B, R, W], `strengths` [B, R]; K(k, M_i) is Chapter 1's cosine similarity, with
-#   `EPS = 1e-6` added under each square root: k·M_i / (sqrt(|k|² + EPS) · sqrt(|M_i|² + EPS)).
+#   `EPS = 1e-8` added under each square root (as the library's `COSINE_EPS`): k·M_i / (sqrt(|k|² + EPS) · sqrt(|M_i|² + EPS)).
 # * Return `(reads [B, R, W], indices [B, R, k], weights [B, R, k])`, with `weights[..., j]` the renormalised weight
 #   of slot `indices[..., j]`, most similar slot first.
 # * Gradients must flow to `keys`, `strengths` and the selected rows of `memory` (do not detach them).
@@ -138,7 +138,7 @@ plt.show()
 # Hints: `torch.topk` returns values and indices; `torch.gather` picks rows. Vectorise over B and R (no loops).
 
 # %% nbgrader={"schema_version": 3, "grade": false, "solution": true, "locked": false, "task": false, "grade_id": "topk_read"}
-EPS = 1e-6
+EPS = 1e-8
 
 
 def topk_read(memory, keys, strengths, k):
@@ -184,7 +184,7 @@ except NotImplementedError:
 def _ref_topk_read(memory, keys, strengths, k):
     """Float64 reference: the dense softmax restricted to the top-k support, then a dense read."""
     dot = (keys.unsqueeze(2) * memory.unsqueeze(1)).sum(-1)
-    sim = dot / (((keys**2).sum(-1) + 1e-6).sqrt().unsqueeze(-1) * ((memory**2).sum(-1) + 1e-6).sqrt().unsqueeze(1))
+    sim = dot / (((keys**2).sum(-1) + 1e-8).sqrt().unsqueeze(-1) * ((memory**2).sum(-1) + 1e-8).sqrt().unsqueeze(1))
     support = torch.zeros_like(sim, dtype=torch.bool).scatter(-1, sim.detach().topk(k, -1).indices, True)
     scores = (strengths.unsqueeze(-1) * sim).masked_fill(~support, float("-inf"))
     w = torch.softmax(scores, -1)
