@@ -253,7 +253,7 @@ def bench_model(args) -> None:
             logits, _ = model(b.inputs)
             wrong = bits_error(logits, b.targets, b.masks).sum()
             total = b.masks.sum() * b.targets.shape[-1]
-        acc = 1 - float(wrong / total)
+        acc = 1 - float((wrong / total).detach())
         print(f"  {kind:>22}: bit accuracy {100 * acc:6.2f} %  final loss {float(loss):.4f}  "
               f"({time.perf_counter() - t0:.0f} s wall)")
 
