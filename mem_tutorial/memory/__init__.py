@@ -40,3 +40,8 @@ __all__ += [
 from mem_tutorial.memory.keyvalue import candidate_scores, hop_update, key_addressing, value_reading  # noqa: E402
 
 __all__ += ["candidate_scores", "hop_update", "key_addressing", "value_reading"]
+
+# Chapter 6: sparse access (Rae et al. 2016).
+from mem_tutorial.memory.sparse import SparseWeights, sparse_read, sparse_write, topk_read  # noqa: E402
+
+__all__ += ["SparseWeights", "sparse_read", "sparse_write", "topk_read"]
