@@ -12,6 +12,8 @@ BIN := $(ENV_DIR)/bin
 PY := $(BIN)/python
 STAMP := $(ENV_DIR)/.mem-tutorial-installed
 TORCH_SPEC ?= torch==2.13.0
+# course tools + Chapter 6's optional FAISS index and offline sentence encoder
+EXTRAS ?= course,faiss,text
 # bAbI (Chapter 4/5): a local copy beside the repository is used when present, else the library's own lookup
 BABI_DIR ?= $(firstword $(MEM_TUTORIAL_BABI_DIR) $(wildcard $(CURDIR)/../shared/data/babi))
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -25,14 +27,14 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(ENV_DIR)
 	$(PY) -m pip install -q --upgrade pip
 	@$(PY) -c "import torch" 2>/dev/null && echo "using the installed torch" || $(PY) -m pip install $(TORCH_SPEC)
-	$(PY) -m pip install -e ".[course]"
+	$(PY) -m pip install -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 course: setup
 	PATH="$(BIN):$$PATH" $(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
 
 test: setup
-	PATH="$(BIN):$$PATH" MEM_TUTORIAL_FAST=1 MEM_TUTORIAL_BABI_DIR="$(BABI_DIR)" \
+	PATH="$(BIN):$$PATH" MEM_TUTORIAL_FAST=1 MEM_TUTORIAL_BABI_DIR="$(BABI_DIR)" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 	  $(PY) -m pytest -n 2 --dist loadfile tests solutions --nbval \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
 
