@@ -84,28 +84,41 @@ def set_limits(limits: dict) -> None:
 
 
 def isolate(spec: dict) -> None:
-    """Private mount namespace: hide the instructor's paths, make the interpreter reachable."""
+    """Private mount namespace showing the kernel only what it needs.
+
+    Every top-level folder that is not part of the operating system (``/home``, ``/root``, ``/tmp``, ``/work``,
+    ``/srv``, ``/var``, ...: the ``mask`` list) is covered by an empty tmpfs; the folders the kernel needs (the
+    interpreter, the virtual environment, the ``mem_tutorial`` package, the sandbox's own folder: ``expose``) are
+    bound back at their own paths, read-only except the sandbox folder. Then the instructor's remaining paths
+    (``hide``) are covered too. Other students' folders, the course, the solutions and the gradebook are not
+    in this view of the file system at all.
+    """
     _check(_c().unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    stage_root = spec["stage_dir"]
-    # 1. Folders the kernel needs (the interpreter, the library) below a folder the sandbox user cannot
-    #    traverse (e.g. a Python under /root): bind them aside, cover the blocking folder with a traversable
-    #    tmpfs, and bind them back at their original path, read-only.
-    for i, (blocker, needed) in enumerate(spec.get("reach", [])):
-        staged = []
-        for j, path in enumerate(needed):
-            stage = os.path.join(stage_root, f"reach{i}_{j}")
-            os.makedirs(stage, exist_ok=True)
-            _mount(path, stage, None, MS_BIND | MS_REC)
-            staged.append((path, stage))
-        _mount("tmpfs", blocker, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
-        for path, stage in staged:
-            os.makedirs(path, exist_ok=True)
-            _mount(stage, path, None, MS_BIND | MS_REC)
+    stage_root = "/dev/shm"
+    _mount("tmpfs", stage_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=256m")
+    staged = []
+    for i, (path, writable) in enumerate(spec.get("expose", [])):
+        if not os.path.exists(path):
+            continue
+        stage = os.path.join(stage_root, f".stage{i}")
+        os.mkdir(stage)
+        _mount(path, stage, None, MS_BIND | MS_REC)
+        staged.append((path, stage, writable))
+    for top in spec.get("mask", []):
+        _mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+    for path, stage, writable in staged:
+        os.makedirs(path, exist_ok=True)
+        _mount(stage, path, None, MS_BIND | MS_REC)
+        if not writable:
             _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-            _umount(stage)
-    # 2. The instructor's folders and files: covered by empty read-only mounts.
+        _umount(stage)
+        os.rmdir(stage)
+    for top in spec.get("mask", []):
+        _mount(None, top, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
     for path in spec.get("hide", []):
+        if not os.path.lexists(path):
+            continue
         if os.path.isdir(path) and not os.path.islink(path):
             _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "mode=000,size=4k")
         elif os.path.isfile(path):

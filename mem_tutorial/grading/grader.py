@@ -50,6 +50,8 @@ def submission_hash(folder: Path) -> str:
 
 def preflight(path: Path) -> tuple[dict | None, str | None, list[str]]:
     """Read a submitted notebook defensively. Returns (notebook or None, reason it is ungradable, repairs)."""
+    import warnings
+
     import nbformat
     from nbgrader.nbgraderformat import ValidationError as NbgValidationError
     from nbgrader.nbgraderformat.v3 import MetadataValidatorV3 as ValidatorV3
@@ -74,8 +76,13 @@ def preflight(path: Path) -> tuple[dict | None, str | None, list[str]]:
         return None, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", repairs
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list) or "nbformat" not in data:
         return None, "not a Jupyter notebook (JSON without 'cells' and 'nbformat')", repairs
+    ids = [c.get("id") for c in data["cells"] if isinstance(c, dict) and c.get("id")]
+    for cid in sorted({i for i in ids if ids.count(i) > 1}):
+        repairs.append(f"duplicated cell id `{cid}` renamed")
     try:
-        nb = nbformat.reads(text, as_version=4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat raises many kinds
         return None, f"not a valid Jupyter notebook: {str(exc).splitlines()[0][:120]}", repairs
     validator = ValidatorV3()
@@ -83,10 +90,7 @@ def preflight(path: Path) -> tuple[dict | None, str | None, list[str]]:
     for i, cell in enumerate(nb.cells):
         cid = cell.get("id")
         if not cid or cid in seen:
-            new = f"cell-repaired-{i:04d}"
-            if cid:
-                repairs.append(f"duplicated cell id `{cid}` renamed")
-            cell["id"] = cid = new
+            cell["id"] = cid = f"cell-repaired-{i:04d}"
         seen.add(cid)
         meta = cell.get("metadata", {}).get("nbgrader")
         if meta is not None:
@@ -119,7 +123,8 @@ def _events(nb, timeout: int, memory_mb: int) -> list[str]:
                     notes.append(f"kernel died in cell `{name}`")
                 elif ename == "MemoryError":
                     notes.append(f"cell `{name}` ran out of memory (limit {memory_mb} MiB)")
-                elif ename == "KeyboardInterrupt":
+                elif ename == "KeyboardInterrupt" and not any(o.get("ename") == "CellTimeoutError"
+                                                             for o in cell.get("outputs", [])):
                     notes.append(f"cell `{name}` interrupted at the {timeout} s timeout")
             elif out.get("output_type") == "stream" and cut_marker in str(out.get("text", "")):
                 notes.append(f"output of cell `{name}` truncated")

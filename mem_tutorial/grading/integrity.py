@@ -268,4 +268,53 @@ def _no_credit(release_nb: dict, name: str, q: str, cell: str, what: str) -> Fin
 
 def check_submission(student_nb: dict, release_nb: dict) -> list[Finding]:
     """All integrity findings for one submitted notebook."""
-    return check_tampering(student_nb, release_nb) + check_own_work(student_nb, release_nb)
+    return (check_tampering(student_nb, release_nb) + check_own_work(student_nb, release_nb)
+            + check_suspicious(student_nb, release_nb))
+
+
+# -- code that reaches outside the notebook -----------------------------------------------------------------------
+SUSPICIOUS_CALLS = {
+    "os.system", "os.remove", "os.unlink", "os.rmdir", "os.removedirs", "os.kill", "os.killpg", "os._exit",
+    "os.fork", "os.chmod", "os.chown", "os.setuid", "os.rename", "os.replace", "shutil.rmtree", "shutil.move",
+    "sqlite3.connect", "ctypes.CDLL", "socket.socket", "subprocess.run", "subprocess.Popen", "subprocess.call",
+    "subprocess.check_output", "subprocess.check_call", "signal.signal", "sys.exit", "exec", "eval", "__import__",
+}
+SUSPICIOUS_WORDS = ("gradebook", "solutions", "../", "/tmp/", "autograded", "submitted")
+
+
+def check_suspicious(student_nb: dict, release_nb: dict) -> list[Finding]:
+    """Student-written code (cells that differ from every released cell) that deletes files, starts processes,
+    exits the kernel, opens databases or names the course's private folders: flagged for the instructor (the
+    sandbox stops it from doing harm; this tells the instructor someone tried)."""
+    released = {_norm(c.get("source")) for c in release_nb.get("cells", [])}
+    found: list[str] = []
+    for cell in student_nb.get("cells") or []:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        if _norm(cell.get("source")) in released:
+            continue
+        tree = _parse(cell.get("source"))
+        if tree is None:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name = _dotted(node.func)
+                if name in SUSPICIOUS_CALLS:
+                    found.append(name)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found += [f"'{w}'" for w in SUSPICIOUS_WORDS if w in node.value]
+    if not found:
+        return []
+    names = ", ".join(dict.fromkeys(found))
+    return [Finding("suspicious", "", f"code reaching outside the notebook ({names[:150]}): check by hand")]
+
+
+def _dotted(node) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return ""

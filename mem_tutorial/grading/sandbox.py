@@ -29,7 +29,6 @@ import os
 import pwd
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -49,6 +48,8 @@ ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH"
             "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NBGRADER_EXECUTION",
             "JPY_PARENT_PID", "JPY_SESSION_NAME")
 ENV_KEEP_PREFIXES = ("MEM_TUTORIAL_",)
+DEAD_KERNEL_NOTE = ("the kernel died in this cell (os._exit, a crash, or the memory or CPU limit); it was "
+                    "restarted, so the cells after it run without this cell's state")
 TRUNCATION_NOTE = "\n[mem-tutorial autograder: output truncated after {limit} KiB]\n"
 
 
@@ -87,7 +88,8 @@ class SandboxPolicy:
     gid: int | None = None
     isolate: bool = False
     hide: list[str] = field(default_factory=list)
-    reach: list[tuple[str, list[str]]] = field(default_factory=list)
+    mask: list[str] = field(default_factory=list)
+    expose: list[tuple[str, bool]] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -98,8 +100,7 @@ class SandboxPolicy:
         lim = self.limits
         return {
             "workdir": self.workdir, "home": self.home, "uid": self.uid, "gid": self.gid,
-            "isolate": self.isolate, "hide": self.hide, "reach": self.reach, "env": self.env,
-            "stage_dir": os.path.join(self.base, "stage"),
+            "isolate": self.isolate, "hide": self.hide, "mask": self.mask, "expose": self.expose, "env": self.env,
             "limits": {"memory_bytes": lim.memory_mb * 2**20, "cpu_seconds": lim.cpu_seconds,
                        "file_bytes": lim.file_mb * 2**20, "nproc": lim.nproc, "nofile": lim.nofile},
         }
@@ -147,40 +148,41 @@ def kernel_env(extra: dict[str, str] | None, home: str) -> dict[str, str]:
     return env
 
 
-def _traversable_by_others(path: str) -> bool:
-    try:
-        return bool(os.stat(path).st_mode & stat.S_IXOTH)
-    except OSError:
-        return True
+SYSTEM_DIRS = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "proc", "sys"}
+"""Top-level folders a sandboxed kernel sees as they are (read-only for it by their permissions)."""
 
 
-def reach_plan(paths: list[str]) -> list[tuple[str, list[str]]]:
-    """For folders the kernel needs under a folder others cannot traverse: [(blocking folder, [needed...])]."""
-    plan: dict[str, list[str]] = {}
-    for p in paths:
-        p = os.path.realpath(p)
-        if not os.path.exists(p):
-            continue
-        parts = Path(p).parts
-        for i in range(2, len(parts)):
-            anc = str(Path(*parts[:i]))
-            if not _traversable_by_others(anc):
-                needed = plan.setdefault(anc, [])
-                if not any(p == n or p.startswith(n + os.sep) for n in needed):
-                    needed[:] = [n for n in needed if not n.startswith(p + os.sep)] + [p]
-                break
-    return sorted(plan.items())
+def mask_dirs() -> list[str]:
+    """Top-level folders hidden from sandboxed kernels: everything but the operating system's."""
+    out = []
+    for name in sorted(os.listdir("/")):
+        path = os.path.join("/", name)
+        if name not in SYSTEM_DIRS and os.path.isdir(path) and not os.path.islink(path):
+            out.append(path)
+    return out
 
 
-def interpreter_paths() -> list[str]:
-    """Folders a kernel of this interpreter needs to read."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    paths.update(p for p in sys.path if p and os.path.isdir(p))
-    paths.update(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)
+def exposed_paths(box: str) -> list[tuple[str, bool]]:
+    """What a sandboxed kernel needs below the masked folders: (path, writable)."""
     import mem_tutorial
 
-    paths.add(os.path.dirname(os.path.dirname(os.path.abspath(mem_tutorial.__file__))))
-    return sorted(paths)
+    package = os.path.dirname(os.path.realpath(mem_tutorial.__file__))
+    want = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                          os.path.dirname(os.path.realpath(sys.executable)))}
+    want.add(package)
+    for p in list(sys.path) + os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        if not p or not os.path.isdir(p):
+            continue
+        rp = os.path.realpath(p)
+        if os.path.isdir(os.path.join(rp, "mem_tutorial")) and os.path.realpath(os.path.join(rp, "mem_tutorial")) == package:
+            continue  # a source checkout: expose the package only, never its solutions/ or .git
+        if "site-packages" in rp or "dist-packages" in rp or rp.startswith(tuple(want)):
+            want.add(rp)
+    want.update(p for p in os.environ.get("MEM_TUTORIAL_SANDBOX_EXPOSE", "").split(os.pathsep) if p)
+    masked = tuple(d + os.sep for d in mask_dirs())
+    keep = sorted(p for p in want if p.startswith(masked) and os.path.exists(p))
+    keep = [p for p in keep if not any(p != q and p.startswith(q + os.sep) for q in keep)]
+    return [(p, False) for p in keep] + [(os.path.realpath(box), True)]
 
 
 def prepare_box(base: str, student: str, chapter: str, worker: int, limits: Limits, hide: list[str],
@@ -198,8 +200,6 @@ def prepare_box(base: str, student: str, chapter: str, worker: int, limits: Limi
     os.makedirs(workdir, exist_ok=True)
     for sub in ("", "tmp", ".matplotlib", ".ipython", ".jupyter", ".cache"):
         os.makedirs(os.path.join(home, sub), exist_ok=True)
-    os.makedirs(os.path.join(base, "stage"), exist_ok=True)
-    os.chmod(os.path.join(base, "stage"), 0o700)
     uid = gid = None
     if isolate:
         uid = gid = sandbox_uid(worker)
@@ -211,9 +211,9 @@ def prepare_box(base: str, student: str, chapter: str, worker: int, limits: Limi
         os.chmod(home, 0o700)
         os.chmod(workdir, 0o700)
     hide = sorted({os.path.realpath(h) for h in hide if os.path.exists(h)})
-    reach = reach_plan(interpreter_paths()) if isolate else []
     return SandboxPolicy(base=base, workdir=workdir, home=home, limits=limits, uid=uid, gid=gid,
-                         isolate=isolate, hide=hide, reach=reach, env=kernel_env(env, home))
+                         isolate=isolate, hide=hide, mask=mask_dirs() if isolate else [],
+                         expose=exposed_paths(box) if isolate else [], env=kernel_env(env, home))
 
 
 def populate_workdir(policy: SandboxPolicy, source_dir: str) -> None:
@@ -299,6 +299,34 @@ class SandboxExecute(Execute):
         resources.setdefault("metadata", {})["path"] = _ACTIVE.workdir
         self._out_bytes = {}
         return super().preprocess(nb, resources, km=km)
+
+    max_restarts = Integer(3, help="Kernel restarts after a crash, per notebook.").tag(config=True)
+
+    def preprocess_cell(self, cell, resources, index):
+        """Run one cell; when the kernel dies in it, record the death on the cell and restart the kernel so that
+        the remaining cells still run (and fail honestly: a test cell that never ran would count as passed)."""
+        from jupyter_core.utils import run_sync
+        from nbclient.exceptions import DeadKernelError
+
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            self._restarts = getattr(self, "_restarts", 0) + 1
+            cell.setdefault("outputs", []).append(NotebookNode(
+                output_type="error", ename="DeadKernelError", evalue=DEAD_KERNEL_NOTE,
+                traceback=[f"DeadKernelError: {DEAD_KERNEL_NOTE}"]))
+            if self._restarts > self.max_restarts:
+                raise
+            run_sync(self._restart_dead_kernel)()
+            return cell, resources
+
+    async def _restart_dead_kernel(self):
+        try:
+            self.kc.stop_channels()
+        except Exception:
+            pass
+        await self.km.restart_kernel(now=True)
+        await self.async_start_new_kernel_client()
 
     def output(self, outs, msg, display_id, cell_index):
         content = msg.get("content", {})
