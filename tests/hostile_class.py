@@ -249,3 +249,54 @@ def perfect_bytes(root: Path = ROOT, fast_only: bool = False) -> bytes:
 
 __all__ = ["Case", "build_cases", "write_class", "make_course", "solved_notebook", "lean", "release_notebook",
            "perfect_bytes", "CHAPTER", "NOTEBOOK", "AUTO_POINTS", "POINTS"]
+
+
+# -- a tiny course (no torch in its kernel: grades in a few seconds) for unit and database tests ---------------
+TOY_CHAPTER = "01_toy"
+TOY_NOTEBOOK = "toy"
+
+
+def _meta(**kw) -> dict:
+    return {"nbgrader": {"schema_version": 3, "task": False, **kw}}
+
+
+def make_toy_course(dest: Path) -> Path:
+    """A course with one chapter ``01_toy`` / ``toy.ipynb``: exercise ``square`` (test worth 3 points) and one
+    written answer (1 point). Source notebook only; ``Course.build_template`` makes its release."""
+    dest = Path(dest)
+    (dest / "solutions" / TOY_CHAPTER).mkdir(parents=True)
+    (dest / "nbgrader_config.py").write_text(
+        'c = get_config()  # noqa: F821\nc.CourseDirectory.course_id = "mem-tutorial"\n'
+        'c.CourseDirectory.source_directory = "solutions"\nc.CourseDirectory.release_directory = "notebooks"\n'
+        'c.Execute.timeout = 20\nc.OverwriteCells.add_missing_cells = True\n')
+    v4 = nbformat.v4
+    nb = v4.new_notebook(cells=[
+        v4.new_markdown_cell("# Toy chapter"),
+        v4.new_code_cell("import math", id="setup"),
+        v4.new_code_cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
+                         id="square", metadata=_meta(grade=False, solution=True, locked=False, grade_id="square")),
+        v4.new_code_cell("assert square(3) == 9\n### BEGIN HIDDEN TESTS\nassert square(-2) == 4\n"
+                         "### END HIDDEN TESTS", id="test_square",
+                         metadata=_meta(grade=True, solution=False, locked=True, grade_id="test_square", points=3)),
+        v4.new_markdown_cell("Squares are never negative.", id="why",
+                             metadata=_meta(grade=True, solution=True, locked=False, grade_id="why", points=1)),
+    ])
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(nb, dest / "solutions" / TOY_CHAPTER / f"{TOY_NOTEBOOK}.ipynb")
+    return dest
+
+
+def toy_release(course_root: Path, scratch: Path) -> "nbformat.NotebookNode":
+    """Generate the toy release (through nbgrader) into ``notebooks/`` and return it."""
+    from mem_tutorial.grading.course import Course
+
+    tpl = Course(course_root).build_template(TOY_CHAPTER, scratch)
+    target = Path(course_root) / "notebooks" / TOY_CHAPTER
+    shutil.copytree(tpl / "release" / TOY_CHAPTER, target, dirs_exist_ok=True)
+    return nbformat.read(target / f"{TOY_NOTEBOOK}.ipynb", as_version=4)
+
+
+def toy_answer(release, body: str) -> bytes:
+    nb = copy.deepcopy(release)
+    _cell(nb, "square").source = f"def square(x):\n    {body}\n"
+    return _bytes(nb)

@@ -220,6 +220,12 @@ def _own_work(student_nb: dict, release_nb: dict) -> list[Finding]:
     exercises = exercise_functions(release_nb)
     locked = {(_nbg(c).get("grade_id")) for c in release_nb.get("cells", []) if _nbg(c).get("locked")}
     aliases: dict[str, str] = {}
+    all_aliases: dict[str, str] = {}  # names bound anywhere: a function body looks them up when it runs
+    for cell in student_nb.get("cells") or []:
+        tree = _parse(cell.get("source")) if isinstance(cell, dict) and cell.get("cell_type") == "code" else None
+        for node in (tree.body if tree else []):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                _bind_imports(node, all_aliases)
     findings: list[Finding] = []
     for cell in student_nb.get("cells") or []:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
@@ -240,7 +246,7 @@ def _own_work(student_nb: dict, release_nb: dict) -> list[Finding]:
                             findings.append(_no_credit(release_nb, name, q, exercises[name],
                                                        f"`{name}` is imported from the library ({q})"))
             elif student_cell and isinstance(node, ast.FunctionDef) and node.name in exercises:
-                refs = _library_refs(node, aliases)
+                refs = _library_refs(node, {**all_aliases, **aliases})
                 same = [q for q in refs if q.split(".")[-1] == node.name]
                 if same:
                     findings.append(_no_credit(release_nb, node.name, same[0], exercises[node.name],

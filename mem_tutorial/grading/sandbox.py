@@ -48,6 +48,7 @@ ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH"
             "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NBGRADER_EXECUTION",
             "JPY_PARENT_PID", "JPY_SESSION_NAME")
 ENV_KEEP_PREFIXES = ("MEM_TUTORIAL_",)
+ENV_DROP = ("MEM_TUTORIAL_DB", "MEM_TUTORIAL_SANDBOX_UID", "MEM_TUTORIAL_SANDBOX_EXPOSE")
 DEAD_KERNEL_NOTE = ("the kernel died in this cell (os._exit, a crash, or the memory or CPU limit); it was "
                     "restarted, so the cells after it run without this cell's state")
 TRUNCATION_NOTE = "\n[mem-tutorial autograder: output truncated after {limit} KiB]\n"
@@ -134,7 +135,8 @@ def sandbox_uid(worker: int) -> int:
 
 def kernel_env(extra: dict[str, str] | None, home: str) -> dict[str, str]:
     """The scrubbed environment of a sandboxed kernel."""
-    env = {k: v for k, v in os.environ.items() if k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIXES)}
+    env = {k: v for k, v in os.environ.items()
+           if (k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIXES)) and k not in ENV_DROP}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.setdefault("MEM_TUTORIAL_FAST", "1")
     env.setdefault("OMP_NUM_THREADS", "1")
