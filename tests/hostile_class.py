@@ -7,7 +7,7 @@ the instructor, and words the one-line reason must contain.
 
 Scores: Chapter 1 has 7 automatic points (test_cosine_similarity 2, test_content_weighting 2, test_read 1,
 test_write 2) and 3 manual points (written answers, left to formgrader). Most cases drop the chapter's demo and
-training cells (ordinary cells a student may delete) so that the class grades quickly; ``perfect`` keeps them all.
+training cells (ordinary cells a student may delete) so that the class grades quickly.
 """
 
 from __future__ import annotations
@@ -173,8 +173,9 @@ for db in [pathlib.Path("../../../gradebook.db"), pathlib.Path(COURSE_ROOT, "gra
 '''
 
 
-def build_cases(course_root: Path, root: Path = ROOT) -> list[tuple[Case, bytes]]:
-    """Each case with the bytes of its submitted file."""
+def build_cases(course_root: Path, root: Path = ROOT, full_perfect: bool = False) -> list[tuple[Case, bytes]]:
+    """Each case with the bytes of its submitted file (``full_perfect``: the perfect student keeps the demo and
+    training cells too; the chapter's own grading test covers that, so the class test leaves it off for speed)."""
     solved = solved_notebook(root)
     fast = lean(solved)
     stub = lean(release_notebook(root))
@@ -187,7 +188,8 @@ def build_cases(course_root: Path, root: Path = ROOT) -> list[tuple[Case, bytes]
     deleted = copy.deepcopy(fast)
     deleted.cells = [c for c in deleted.cells if _gid(c) != "test_content_weighting"]
     out = [
-        (Case("perfect", "the instructor's answers, full notebook", AUTO_POINTS, False, ("ok",)), _bytes(solved)),
+        (Case("perfect", "the instructor's answers", AUTO_POINTS, False, ("ok",)),
+         _bytes(solved if full_perfect else fast)),
         (Case("empty", "the released stub, untouched", 0.0, False), _bytes(stub)),
         (Case("partly_wrong", "wrong read (mean over slots)", AUTO_POINTS - POINTS["test_read"], False),
          _bytes(_answer(fast, "read", wrong_read))),
@@ -231,10 +233,10 @@ def build_cases(course_root: Path, root: Path = ROOT) -> list[tuple[Case, bytes]
     return out
 
 
-def write_class(folder: Path, course_root: Path, root: Path = ROOT) -> list[Case]:
+def write_class(folder: Path, course_root: Path, root: Path = ROOT, full_perfect: bool = False) -> list[Case]:
     """Write the class as a folder tree ``<student>/<chapter>/<file>`` and return its cases."""
     cases = []
-    for case, blob in build_cases(course_root, root):
+    for case, blob in build_cases(course_root, root, full_perfect):
         d = Path(folder) / case.student / CHAPTER
         d.mkdir(parents=True, exist_ok=True)
         (d / case.filename).write_bytes(blob)
