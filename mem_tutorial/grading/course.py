@@ -49,6 +49,22 @@ def redact_url(url: str) -> str:
         return url.split("@")[-1]
 
 
+def normalize_db_url(url: str) -> str:
+    """``postgresql://`` (or ``postgres://``) with the PostgreSQL driver that is installed: SQLAlchemy 2.1 picks
+    ``psycopg`` (3) by default; the course extra installs ``psycopg2-binary``."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        if importlib.util.find_spec("psycopg") is not None:
+            return f"postgresql+psycopg://{rest}"
+        if importlib.util.find_spec("psycopg2") is not None:
+            return f"postgresql+psycopg2://{rest}"
+        raise RuntimeError("a PostgreSQL gradebook needs a driver: pip install psycopg2-binary "
+                           "(part of the `course` extra)")
+    return url
+
+
 @dataclass
 class Course:
     """An nbgrader course folder and its gradebook."""
@@ -72,8 +88,8 @@ class Course:
         self.submitted_dir = self.root / cd.get("submitted_directory", "submitted")
         self.autograded_dir = self.root / cd.get("autograded_directory", "autograded")
         self.feedback_dir = self.root / cd.get("feedback_directory", "feedback")
-        self.db_url = self.db_url or os.environ.get("MEM_TUTORIAL_DB") or cd.get("db_url") or \
-            f"sqlite:///{self.root / 'gradebook.db'}"
+        self.db_url = normalize_db_url(self.db_url or os.environ.get("MEM_TUTORIAL_DB") or cd.get("db_url") or
+                                       f"sqlite:///{self.root / 'gradebook.db'}")
         self.config.CourseDirectory.root = str(self.root)
         self.config.CourseDirectory.db_url = self.db_url
 
