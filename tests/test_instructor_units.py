@@ -249,3 +249,43 @@ def test_kernel_env_is_scrubbed(monkeypatch, tmp_path):
     assert "AWS_SECRET_ACCESS_KEY" not in env and env["HOME"] == str(tmp_path)
     assert env["MEM_TUTORIAL_FAST"] == os.environ.get("MEM_TUTORIAL_FAST", "1")
     assert "MEM_TUTORIAL_DB" not in env and "secret" not in json.dumps(env)
+
+
+# -- an interrupted run resumes -------------------------------------------------------------------------------------
+def test_interrupted_autograde_resumes(toy, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from mem_tutorial.grading.course import Course
+
+    root, release = toy
+    root = Path(root)
+    students = [f"r{i}" for i in range(4)]
+    for i, s in enumerate(students):
+        d = root / "submitted" / s / "01_toy"
+        d.mkdir(parents=True)
+        (d / "toy.ipynb").write_bytes(hc.toy_answer(release, "return x * x" if i % 2 == 0 else "return -1"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    env.pop("MEM_TUTORIAL_DB", None)
+    cmd = [sys.executable, "-W", "ignore", "-m", "mem_tutorial.cli", "autograde", "--students", *students,
+           "--no-progress", "--root", str(root)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = root / "autograded" / students[0] / "01_toy" / "mem_tutorial_result.json"
+    deadline = time.time() + 300
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C while the next submission is being graded
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "run the same command again to resume" in out, out
+    done = [s for s in students if (root / "autograded" / s / "01_toy" / "mem_tutorial_result.json").exists()]
+    assert 1 <= len(done) < len(students)
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"{len(students) - len(done)} graded, {len(done)} up to date" in resumed.stdout, resumed.stdout
+    with Course(root).gradebook() as gb:
+        subs = [sub for sub in gb.find_assignment("01_toy").submissions if sub.student.id in students]
+        assert sorted(sub.student.id for sub in subs) == students
+        scores = {sub.student.id: sum(g.auto_score or 0 for nb in sub.notebooks for g in nb.grades) for sub in subs}
+    assert scores == {"r0": 3.0, "r1": 0.0, "r2": 3.0, "r3": 0.0}
