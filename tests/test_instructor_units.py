@@ -231,12 +231,16 @@ def test_sandbox_view_exposes_package_not_checkout(tmp_path):
         pytest.skip("isolation needs root on Linux")
     base = tmp_path / "base"
     base.mkdir()
-    policy = sandbox.prepare_box(str(base), "s", "c", 7, sandbox.Limits(), hide=[], isolate=True)
+    lease = sandbox.SlotLease(1)
+    try:
+        policy = sandbox.prepare_box(str(base), "s", "c", lease.slots[0], sandbox.Limits(), hide=[], isolate=True)
+        ok, mode = sandbox.probe(policy)
+    finally:
+        lease.release()
     exposed = [p for p, _ in policy.expose]
     root = str(Path(__file__).resolve().parents[1])
     assert str(Path(root) / "mem_tutorial") in exposed and root not in exposed
     assert (str(Path(policy.base, "box")), True) in [(p, w) for p, w in policy.expose]
-    ok, mode = sandbox.probe(policy)
     assert ok and mode == "isolated"
 
 

@@ -59,11 +59,11 @@ def _synthetic(student: str, chapter: str, reason: str, h: str | None) -> dict:
 
 class _Runner:
     def __init__(self, course: Course, run_dir: Path, templates: dict, limits: sandbox.Limits, isolate: bool,
-                 env: dict, workers: int):
+                 env: dict, slots: list[int]):
         self.course, self.run_dir, self.templates = course, run_dir, templates
         self.limits, self.isolate, self.env = limits, isolate, env
         self.free: queue.Queue[int] = queue.Queue()
-        for i in range(workers):
+        for i in slots:
             self.free.put(i)
         self.procs: dict[int, subprocess.Popen] = {}
         self.lock = threading.Lock()
@@ -172,19 +172,22 @@ def autograde(course: Course, chapters=None, students=None, workers: int = 1, li
         isolate = ok
     run_dir = Path(tempfile.mkdtemp(prefix="mt-autograde-"))
     os.chmod(run_dir, 0o700)
-    runner = None
+    runner = lease = None
     try:
         templates = {}
         for c in sorted({c for _, c in todo}):
             tpl = course.build_template(c, run_dir)
             course.sync_assignment(c, f"sqlite:///{tpl / 'gradebook.db'}")
             templates[c] = tpl
+        slots = list(range(workers))
         if isolate:
-            for i in range(workers):
+            lease = sandbox.SlotLease(workers)
+            slots = lease.slots
+            for i in slots:  # left over by a run that crashed with these slots
                 sandbox.kill_sandbox_processes(sandbox.sandbox_uid(i))
             probe_base = Path(tempfile.mkdtemp(prefix="mt-probe-"))
-            policy = sandbox.prepare_box(str(probe_base), "probe", "probe", 0, limits, hide=[], isolate=True,
-                                         env=env)
+            policy = sandbox.prepare_box(str(probe_base), "probe", "probe", slots[0], limits, hide=[],
+                                         isolate=True, env=env)
             try:
                 good, msg = sandbox.probe(policy)
             finally:
@@ -205,7 +208,7 @@ def autograde(course: Course, chapters=None, students=None, workers: int = 1, li
         if not todo:
             log(f"nothing to grade: {report.skipped} submission(s) up to date (use --force to regrade)")
             return report
-        runner = _Runner(course, run_dir, templates, limits, isolate, env, workers)
+        runner = _Runner(course, run_dir, templates, limits, isolate, env, slots)
         bar = tqdm(total=len(todo), desc="autograde", unit="sub", disable=(progress is False) or None,
                    file=sys.stderr)
         with cf.ThreadPoolExecutor(max_workers=workers) as pool:
@@ -239,9 +242,10 @@ def autograde(course: Course, chapters=None, students=None, workers: int = 1, li
                 log(f"\ninterrupted: {report.graded} graded and recorded; run the same command again to resume")
         bar.close()
     finally:
-        if runner is not None and isolate:
-            for i in range(workers):
+        if lease is not None:
+            for i in lease.slots:
                 sandbox.kill_sandbox_processes(sandbox.sandbox_uid(i))
+            lease.release()
         shutil.rmtree(run_dir, ignore_errors=True)
         report.seconds = round(time.time() - t0, 1)
     return report

@@ -43,7 +43,7 @@ from nbgrader.preprocessors import Execute
 
 LAUNCHER = Path(__file__).with_name("_launch.py")
 SANDBOX_UID_BASE = int(os.environ.get("MEM_TUTORIAL_SANDBOX_UID", "2000100000"))
-"""First user id used for sandboxed kernels (worker ``i`` uses ``SANDBOX_UID_BASE + i``)."""
+"""First user id used for sandboxed kernels (slot ``i`` uses ``SANDBOX_UID_BASE + i``; see :class:`SlotLease`)."""
 ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "VIRTUAL_ENV",
             "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NBGRADER_EXECUTION",
             "JPY_PARENT_PID", "JPY_SESSION_NAME")
@@ -131,6 +131,44 @@ def sandbox_uid(worker: int) -> int:
     except KeyError:
         return uid
     raise RuntimeError(f"sandbox user id {uid} belongs to an account; set MEM_TUTORIAL_SANDBOX_UID")
+
+
+class SlotLease:
+    """Sandbox user ids reserved for one autograde run: slot ``i`` is user id ``SANDBOX_UID_BASE + i``, held with an
+    exclusive ``flock`` on a lock file, so concurrent runs on one machine never share (or kill) each other's
+    sandbox users. The locks go with the process, so a crashed run frees its slots."""
+
+    def __init__(self, n: int, lock_dir: str | None = None, max_slots: int = 4096):
+        import fcntl
+        import tempfile
+
+        lock_dir = lock_dir or ("/run/lock" if os.access("/run/lock", os.W_OK) else tempfile.gettempdir())
+        self.slots: list[int] = []
+        self._files = []
+        for i in range(max_slots):
+            if len(self.slots) == n:
+                break
+            fh = open(os.path.join(lock_dir, f"mem-tutorial-sandbox-{SANDBOX_UID_BASE + i}.lock"), "a")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.close()
+                continue
+            try:
+                sandbox_uid(i)
+            except RuntimeError:
+                fh.close()
+                continue
+            self.slots.append(i)
+            self._files.append(fh)
+        if len(self.slots) < n:
+            self.release()
+            raise RuntimeError(f"could not reserve {n} sandbox user ids")
+
+    def release(self) -> None:
+        for fh in self._files:
+            fh.close()
+        self._files, self.slots = [], []
 
 
 def kernel_env(extra: dict[str, str] | None, home: str) -> dict[str, str]:
