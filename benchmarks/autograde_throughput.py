@@ -109,6 +109,10 @@ def run(count: int, workers: int, timeout: int, lean: bool, scratch: Path) -> di
     lost = sorted(set(expected) - set(got))
     dup = sorted(s for s, v in got.items() if len(v) > 1)
     wrong = sorted(s for s, v in got.items() if s in expected and abs(v[0] - expected[s]) > 1e-9)
+    for s in lost + dup + wrong:
+        res = course.read_result(s, hc.CHAPTER) or {}
+        print(f"  {s}: expected {expected.get(s)}, gradebook {got.get(s)}; {res.get('reason', '')[:300]}",
+              file=sys.stderr)
     return {"workers": workers, "count": count, "wall": wall, "per_min": 60 * count / wall,
             "peak_mb": mem.peak / 2**20, "lost": len(lost), "dup": len(dup), "wrong": len(wrong),
             "sandbox": report.sandbox, "tool_errors": len(report.tool_errors)}
