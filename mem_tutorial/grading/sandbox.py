@@ -32,7 +32,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -401,4 +401,4 @@ def probe(policy: SandboxPolicy, timeout: float = 60) -> tuple[bool, str]:
 
 
 __all__ = ["Limits", "SandboxPolicy", "SandboxExecute", "SandboxKernelManager", "activate", "can_isolate",
-           "prepare_box", "populate_workdir", "kill_sandbox_processes", "probe", "asdict"]
+           "prepare_box", "populate_workdir", "kill_sandbox_processes", "probe", "SlotLease"]
