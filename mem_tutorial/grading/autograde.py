@@ -1,0 +1,292 @@
+"""Autograde a class: plan, grade each submission in its own sandboxed worker process, record, report.
+
+* **one bad submission never stops the batch**: each submission is graded by its own process
+  (:mod:`grader`) in a scratch course; whatever it does (invalid JSON, a duplicated cell id, a kernel crash,
+  an endless loop past the wall-clock limit) ends as a result with a one-line reason;
+* **one writer**: only this process writes the course gradebook, one submission per transaction, so
+  ``--workers N`` never contend for SQLite and a PostgreSQL gradebook needs nothing special;
+* **idempotent and resumable**: a submission is recorded, then its ``autograded/<student>/<chapter>/`` folder is
+  replaced and its result file written last; a re-run skips submissions whose files have not changed since
+  (``--force`` regrades), so a run that was interrupted (Ctrl-C, reboot) continues where it stopped;
+* **exit status**: 0 when every submission got a result, whatever the students' scores; non-zero only when the
+  tool itself failed (gradebook unreachable, a chapter cannot be generated, a grader bug).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mem_tutorial.grading import sandbox
+from mem_tutorial.grading.course import Course
+from mem_tutorial.grading.grader import EXIT_TOOL_ERROR, submission_hash
+
+
+@dataclass
+class Report:
+    rows: list[dict] = field(default_factory=list)
+    graded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    tool_errors: list[str] = field(default_factory=list)
+    sandbox: str = ""
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def exit_status(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.tool_errors else 0
+
+
+def _synthetic(student: str, chapter: str, reason: str, h: str | None) -> dict:
+    return {"student": student, "chapter": chapter, "status": "error", "reason": reason, "flagged": True,
+            "findings": [], "events": [], "notebooks": {}, "timestamp": None, "submission_hash": h,
+            "score": 0.0, "sandbox": "none"}
+
+
+class _Runner:
+    def __init__(self, course: Course, run_dir: Path, templates: dict, limits: sandbox.Limits, isolate: bool,
+                 env: dict, slots: list[int]):
+        self.course, self.run_dir, self.templates = course, run_dir, templates
+        self.limits, self.isolate, self.env = limits, isolate, env
+        self.free: queue.Queue[int] = queue.Queue()
+        for i in slots:
+            self.free.put(i)
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.lock = threading.Lock()
+        self.stopping = False
+
+    def run(self, student: str, chapter: str, h: str) -> tuple[dict, Path | None, str | None]:
+        """Grade one submission in a worker process; returns (result, autograded folder, tool error)."""
+        if self.stopping:
+            raise KeyboardInterrupt
+        worker = self.free.get()
+        try:
+            job_dir = Path(tempfile.mkdtemp(prefix=f"job-{chapter}-", dir=self.run_dir))
+            job = {"student": student, "chapter": chapter, "course_id": self.course.course_id,
+                   "submission": str(self.course.submitted_dir / student / chapter),
+                   "template": str(self.templates[chapter]), "out": str(job_dir), "worker": worker,
+                   "limits": asdict(self.limits), "hide": self.course.protected_paths() + [str(self.run_dir)],
+                   "isolate": self.isolate, "env": self.env, "submission_hash": h}
+            (job_dir / "job.json").write_text(json.dumps(job), encoding="utf-8")
+            with open(job_dir / "worker.log", "wb") as log:
+                proc = subprocess.Popen([sys.executable, "-m", "mem_tutorial.grading.grader",
+                                         str(job_dir / "job.json")], stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True, cwd=str(job_dir))
+                with self.lock:
+                    self.procs[worker] = proc
+                try:
+                    rc = proc.wait(timeout=self.limits.wall_seconds)
+                    timed_out = False
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    self._stop(proc)
+                    rc = proc.returncode
+                finally:
+                    with self.lock:
+                        self.procs.pop(worker, None)
+                    if self.isolate:
+                        sandbox.kill_sandbox_processes(sandbox.sandbox_uid(worker))
+            res_file = job_dir / "result.json"
+            if res_file.is_file():
+                return json.loads(res_file.read_text(encoding="utf-8")), job_dir / "autograded", None
+            if self.stopping:
+                raise KeyboardInterrupt
+            if timed_out:
+                return _synthetic(student, chapter, f"grading exceeded the wall-clock limit of "
+                                                    f"{self.limits.wall_seconds} s (killed)", h), None, None
+            tail = (job_dir / "worker.log").read_text(errors="replace").strip().splitlines()[-1:] or [""]
+            if rc == EXIT_TOOL_ERROR:
+                return (dict(_synthetic(student, chapter, f"grader error: {tail[0][:200]}", h), tool_error=True), None,
+                        f"{student}/{chapter}: grader error: {tail[0][:200]} (see {job_dir}/error.txt)")
+            how = f"killed by signal {-rc}" if rc is not None and rc < 0 else f"exit status {rc}"
+            return _synthetic(student, chapter, f"grader process died ({how}): {tail[0][:120]}", h), None, None
+        finally:
+            self.free.put(worker)
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+    def stop_all(self) -> None:
+        self.stopping = True
+        with self.lock:
+            procs = list(self.procs.values())
+        for p in procs:
+            self._stop(p)
+
+
+def autograde(course: Course, chapters=None, students=None, workers: int = 1, limits: sandbox.Limits | None = None,
+              force: bool = False, progress: bool | None = None, require_isolation: bool = False,
+              isolate: bool | None = None, env: dict | None = None, log=print) -> Report:
+    """Grade the collected submissions of ``chapters`` (all) by ``students`` (all). See the module docstring."""
+    from tqdm import tqdm
+
+    t0 = time.time()
+    report = Report()
+    limits = limits or sandbox.Limits()
+    env = {"MEM_TUTORIAL_FAST": "1", **(env or {})}
+    chapters = course.resolve_chapters(chapters)
+    pairs = course.submissions(chapters, set(students) if students else None)
+    if students:
+        missing = sorted(set(students) - {s for s, _ in pairs})
+        for s in missing:
+            log(f"note: no collected submission for student {s!r}")
+    # which need grading?
+    with course.gradebook() as gb:
+        known = {(sub.student.id, sub.assignment.name) for a in gb.assignments for sub in a.submissions}
+    todo, hashes = [], {}
+    for s, c in pairs:
+        h = submission_hash(course.submitted_dir / s / c)
+        hashes[(s, c)] = h
+        prev = course.read_result(s, c)
+        if not force and prev and prev.get("submission_hash") == h and (s, c) in known and not prev.get("tool_error"):
+            report.skipped += 1
+            report.rows.append(dict(_row(prev), state="up to date"))
+        else:
+            todo.append((s, c))
+    # sandbox mode
+    ok, why = sandbox.can_isolate()
+    if isolate is None:
+        isolate = ok
+    run_dir = Path(tempfile.mkdtemp(prefix="mt-autograde-"))
+    os.chmod(run_dir, 0o700)
+    runner = lease = None
+    try:
+        templates = {}
+        for c in sorted({c for _, c in todo}):
+            tpl = course.build_template(c, run_dir)
+            course.sync_assignment(c, f"sqlite:///{tpl / 'gradebook.db'}")
+            templates[c] = tpl
+        slots = list(range(workers))
+        if isolate:
+            lease = sandbox.SlotLease(workers)
+            slots = lease.slots
+            for i in slots:  # left over by a run that crashed with these slots
+                sandbox.kill_sandbox_processes(sandbox.sandbox_uid(i))
+            probe_base = Path(tempfile.mkdtemp(prefix="mt-probe-"))
+            policy = sandbox.prepare_box(str(probe_base), "probe", "probe", slots[0], limits, hide=[],
+                                         isolate=True, env=env)
+            try:
+                good, msg = sandbox.probe(policy)
+            finally:
+                shutil.rmtree(probe_base, ignore_errors=True)
+            if not good:
+                if require_isolation:
+                    report.tool_errors.append(f"sandbox isolation unavailable: {msg}")
+                    return report
+                why = f"isolation failed: {msg}"
+                isolate = False
+        elif require_isolation:
+            report.tool_errors.append(f"sandbox isolation unavailable: {why}")
+            return report
+        report.sandbox = "isolated" if isolate else "basic"
+        if not isolate:
+            log(f"warning: basic sandbox only ({why}): student code runs as your user with resource limits "
+                "in a scratch folder; run autograde as root (e.g. in a container) for full isolation")
+        if not todo:
+            log(f"nothing to grade: {report.skipped} submission(s) up to date (use --force to regrade)")
+            return report
+        runner = _Runner(course, run_dir, templates, limits, isolate, env, slots)
+        bar = tqdm(total=len(todo), desc="autograde", unit="sub", disable=(progress is False) or None,
+                   file=sys.stderr)
+        with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(runner.run, s, c, hashes[(s, c)]): (s, c) for s, c in todo}
+            try:
+                for fut in cf.as_completed(futures):
+                    s, c = futures[fut]
+                    try:
+                        result, folder, tool_error = fut.result()
+                    except KeyboardInterrupt:
+                        continue
+                    except Exception as exc:  # a bug in the runner: report, keep going
+                        result = dict(_synthetic(s, c, f"grader error: {exc}", hashes[(s, c)]), tool_error=True)
+                        folder, tool_error = None, f"{s}/{c}: {exc!r}"
+                    if tool_error:
+                        report.tool_errors.append(tool_error)
+                    course.record(result)
+                    course.install_autograded(s, c, folder, _summary(result))
+                    if folder is not None:
+                        shutil.rmtree(folder.parent, ignore_errors=True)
+                    report.rows.append(dict(_row(result), state="graded"))
+                    report.graded += 1
+                    report.failed += result.get("status") != "graded"
+                    bar.set_postfix_str(f"{s}: {result.get('score', 0):g}")
+                    bar.update(1)
+            except KeyboardInterrupt:
+                report.interrupted = True
+                runner.stop_all()
+                for f in futures:
+                    f.cancel()
+                log(f"\ninterrupted: {report.graded} graded and recorded; run the same command again to resume")
+        bar.close()
+    finally:
+        if lease is not None:
+            for i in lease.slots:
+                sandbox.kill_sandbox_processes(sandbox.sandbox_uid(i))
+            lease.release()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        report.seconds = round(time.time() - t0, 1)
+    return report
+
+
+def _summary(result: dict) -> dict:
+    keep = ("student", "chapter", "status", "reason", "flagged", "findings", "events", "score", "timestamp",
+            "submission_hash", "sandbox", "seconds", "tool_error")
+    out = {k: result.get(k) for k in keep}
+    out["max_score"] = sum(g["max_score"] for n in result.get("notebooks", {}).values()
+                           for g in n.get("grades", {}).values())
+    out["graded_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return out
+
+
+def _row(result: dict) -> dict:
+    return {"student": result.get("student"), "chapter": result.get("chapter"), "score": result.get("score"),
+            "max_score": result.get("max_score"), "status": result.get("status"), "flagged": result.get("flagged"),
+            "reason": result.get("reason", "")}
+
+
+def format_table(report: Report, course: Course | None = None) -> str:
+    """The final table: one line per submission, with its one-line reason."""
+    rows = sorted(report.rows, key=lambda r: (r["chapter"] or "", r["student"] or ""))
+    if course is not None:  # totals as recorded in the gradebook (manual scores included)
+        totals = {}
+        for r in course.grade_rows():
+            key = (r["student"], r["chapter"])
+            sc, mx = totals.get(key, (0.0, 0.0))
+            totals[key] = (sc + (r["score"] or 0.0), mx + (r["max_score"] or 0.0))
+        for r in rows:
+            if (r["student"], r["chapter"]) in totals:
+                r["score"], r["max_score"] = totals[(r["student"], r["chapter"])]
+    w = max([7] + [len(str(r["student"])) for r in rows])
+    lines = [f"{'student':<{w}}  {'chapter':<24} {'score':>11}  {'status':<10} flag  reason"]
+    for r in rows:
+        score = f"{r['score'] or 0:g}/{r['max_score'] or 0:g}"
+        lines.append(f"{r['student']:<{w}}  {r['chapter']:<24} {score:>11}  {r['status'] or '':<10} "
+                     f"{'FLAG' if r['flagged'] else '    '}  {(r['reason'] or '')[:200]}")
+    lines.append(f"{report.graded} graded, {report.skipped} up to date, {report.failed} not gradable or failed; "
+                 f"sandbox: {report.sandbox or '-'}; {report.seconds:g} s")
+    for e in report.tool_errors:
+        lines.append(f"TOOL ERROR: {e}")
+    return "\n".join(lines)
