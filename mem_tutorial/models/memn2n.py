@@ -247,6 +247,23 @@ def _low_rank(encoding: torch.Tensor | None, J: int, like: torch.Tensor) -> tupl
     return (U[:, :R] * S[:R]).to(like.dtype), Vh[:R].to(like.dtype)
 
 
+def _bags(words: torch.Tensor, real: torch.Tensor, table: torch.Tensor, U: torch.Tensor, Vt: torch.Tensor
+          ) -> torch.Tensor:
+    """sum_j l_j * table[words_j] over the real (non-nil) words of each row, l = U @ Vt of rank R.
+
+    words, real: [S, J]; table: [V, D]; U: [J, R]; Vt: [R, D]  ->  [S, D]. One embedding_bag per rank over
+    the real words only (padding words cost nothing).
+    """
+    counts = real.sum(dim=1)
+    offsets = torch.cumsum(counts, 0) - counts
+    flat = words[real]
+    position = torch.arange(words.shape[1], device=words.device).expand_as(words)[real]
+    out = 0
+    for r in range(U.shape[1]):
+        out = out + F.embedding_bag(flat, table, offsets, mode="sum", per_sample_weights=U[position, r]) * Vt[r]
+    return out
+
+
 # ------------------------------------------------------------------------------------------------- model
 
 
@@ -318,6 +335,14 @@ class MemN2N(nn.Module):
         for matrix in self.embeddings:
             matrix[:, NIL_INDEX].zero_()
 
+    def select_copy(self, index: int) -> "MemN2N":
+        """A new one-copy model holding copy ``index``'s weights (e.g. the seed chosen on validation)."""
+        if not 0 <= index < self.copies:
+            raise IndexError(f"copy {index} out of range for {self.copies} copies")
+        single = MemN2N(self.config, copies=1)
+        single.load_state_dict({k: v[index:index + 1].clone() for k, v in self.state_dict().items()})
+        return single
+
     def encoding(self, J: int, like: torch.Tensor) -> torch.Tensor | None:
         """The [J, d] position encoding used (None for bag of words)."""
         if self.config.encoding == "bow":
@@ -383,13 +408,11 @@ class MemN2N(nn.Module):
         # matrices (tests check this against sentence_representation). Nil words get weight 0.
         U, Vt = _low_rank(self.encoding(J, weight), J, weight)
         offsets = (torch.arange(S, device=stories.device) * V).view(S, 1, 1, 1)
-        flat = (stories + offsets).reshape(-1, J)
-        real = (stories != NIL_INDEX).reshape(-1, J).to(weight.dtype)
         table = torch.cat([self.embeddings[i] for i in used], dim=2).reshape(S * V, len(used) * d)
-        sentences = 0
-        for r in range(U.shape[1]):
-            bag = F.embedding_bag(flat, table, per_sample_weights=real * U[:, r], mode="sum")
-            sentences = sentences + bag * Vt[r].repeat(len(used))
+        slots = flat_mask.reshape(-1).nonzero().squeeze(1)  # only real sentences are embedded
+        sentences = stories.new_zeros(S * B * N, len(used) * d, dtype=weight.dtype).index_copy(
+            0, slots, _bags((stories + offsets).reshape(-1, J)[slots], stories.reshape(-1, J)[slots] != NIL_INDEX,
+                            table, U, Vt.repeat(1, len(used))))
         sentences = sentences.reshape(S * B, N, len(used), d)
         if self.temporal is not None:
             age_index = (ages + (torch.arange(S, device=ages.device) * T).view(S, 1, 1)).reshape(S * B, N)
@@ -401,10 +424,8 @@ class MemN2N(nn.Module):
             return out + F.embedding(age_index, self.temporal[temporal_index].reshape(S * T, d))
 
         q_flat = (queries + offsets.view(S, 1, 1)).reshape(-1, J)
-        q_real = (queries != NIL_INDEX).reshape(-1, J).to(weight.dtype)
         B_table = self.embeddings[b_index].reshape(S * V, d)
-        u = sum(F.embedding_bag(q_flat, B_table, per_sample_weights=q_real * U[:, r], mode="sum") * Vt[r]
-                for r in range(U.shape[1]))  # u^1 = sum_j l_j * B q_j  [S*B, d]
+        u = _bags(q_flat, (queries != NIL_INDEX).reshape(-1, J), B_table, U, Vt)  # u^1 = sum_j l_j * B q_j  [S*B, d]
         attention = []
         for k, (a, c) in enumerate(hops):
             ta, tc = (a, c) if self.config.tying == "adjacent" else (0, 1)

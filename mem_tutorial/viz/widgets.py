@@ -63,3 +63,71 @@ def content_addressing_explorer(memory: torch.Tensor, key_slots: list[int] | Non
     beta.observe(draw, names="value")
     draw()
     return widgets.VBox([widgets.HBox([slot, beta]), out])
+
+
+def memn2n_story_explorer(model, data, vocab, start: int = 0):
+    """Chapter 4: pick a bAbI test question; see the story, the model's answer and each hop's attention
+    over the sentences, with the supporting facts marked (★).
+
+    Args:
+        model: a one-copy ``mem_tutorial.models.memn2n.MemN2N``.
+        data: ``BabiTensors`` (e.g. ``load_babi(...).test``).
+        vocab: the ``Vocab`` the model was trained with.
+        start: the question shown first.
+
+    Returns:
+        an ``ipywidgets.VBox``; its ``.draw(index)`` attribute redraws headless (used by tests).
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from mem_tutorial.data.babi import TASK_NAMES
+
+    tasks = sorted(set(data.tasks.tolist()))
+    task = widgets.Dropdown(options=[(f"{t}: {TASK_NAMES.get(t, '?')}", t) for t in tasks],
+                            value=int(data.tasks[start]), description="task")
+    index = widgets.IntSlider(value=0, min=0, max=0, description="question")
+    out = widgets.Output()
+
+    def positions(t):
+        return (data.tasks == t).nonzero().flatten().tolist()
+
+    def draw(*_, question: int | None = None):
+        rows = positions(task.value)
+        index.max = max(len(rows) - 1, 0)
+        q = question if question is not None else rows[min(index.value, len(rows) - 1)]
+        one = data.subset(slice(q, q + 1))
+        with torch.no_grad():
+            out_ = model(one.stories, one.story_mask, one.queries)
+        n = int(one.story_mask[0].sum())
+        attention = out_.attention[0, :, :n].T.numpy()  # [n, H]
+        sentences = [" ".join(vocab.decode(one.stories[0, i])) for i in range(n)]
+        marks = ["★ " if bool(one.supporting[0, i]) else "  " for i in range(n)]
+        answer = vocab.words[int(out_.logits[0].argmax())]
+        truth = vocab.words[int(one.answers[0])]
+        with out:
+            out.clear_output(wait=True)
+            hops = attention.shape[1]
+            fig, ax = plt.subplots(figsize=(2.2 + 1.1 * hops, 0.32 * n + 1.4))
+            ax.imshow(attention, aspect="auto", cmap="Blues", vmin=0, vmax=1)
+            ax.set_yticks(range(n))
+            ax.set_yticklabels([m + s for m, s in zip(marks, sentences)], fontsize=8)
+            ax.set_xticks(range(hops))
+            ax.set_xticklabels([f"hop {k + 1}" for k in range(hops)])
+            for i in range(n):
+                for k in range(hops):
+                    if attention[i, k] > 0.05:
+                        ax.text(k, i, f"{attention[i, k]:.2f}", ha="center", va="center", fontsize=7)
+            question_text = " ".join(vocab.decode(one.queries[0]))
+            ok = "✓" if answer == truth else "✗"
+            ax.set_title(f"{question_text}?  model: {answer}  truth: {truth} {ok}", fontsize=9)
+            fig.tight_layout()
+            plt.show()
+        return answer, attention
+
+    task.observe(lambda change: (setattr(index, "value", 0), draw()), names="value")
+    index.observe(draw, names="value")
+    box = widgets.VBox([widgets.HBox([task, index]), out])
+    box.draw = lambda q: draw(question=q)
+    draw()
+    return box

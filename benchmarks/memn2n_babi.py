@@ -1,0 +1,184 @@
+"""Chapter 4 benchmark: End-To-End Memory Networks on bAbI v1.2, the paper's Table 1 settings.
+
+Joint training (one model for the 20 tasks, d = 50, 3 hops, PE LS RN) or single-task training (one model per
+task, d = 20), with several seeds trained side by side as independent copies of the network
+(``MemN2N(copies=S)``). Each copy keeps the weights of its best validation epoch; the table reports the
+test error of every task for every seed, the mean, the number of failed tasks (error > 5 %), and the
+median over seeds. "best-valid" is the copy with the lowest validation error (the paper picked the best of
+10 restarts by training error).
+
+Examples (2-core CPU; run niced, one thread):
+    nice -n 10 python benchmarks/memn2n_babi.py joint --seeds 0 1 2
+    nice -n 10 python benchmarks/memn2n_babi.py single --seeds 0 1 2
+    nice -n 10 python benchmarks/memn2n_babi.py single --variant en-10k --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from mem_tutorial.data import babi
+from mem_tutorial.models import memn2n as M
+from mem_tutorial.train import save_checkpoint
+
+# Sukhbaatar et al. 2015, Table 1, test error (%) on bAbI 1k.
+PAPER_JOINT_PE_LS_RN = {1: 0.0, 2: 11.4, 3: 21.9, 4: 13.4, 5: 14.4, 6: 2.8, 7: 18.3, 8: 9.3, 9: 1.9, 10: 6.5,
+                        11: 0.3, 12: 0.1, 13: 0.2, 14: 6.9, 15: 0.0, 16: 2.7, 17: 40.4, 18: 9.4, 19: 88.0, 20: 0.0}
+PAPER_SINGLE_PE_LS_RN = {1: 0.0, 2: 8.3, 3: 40.3, 4: 2.8, 5: 13.1, 6: 7.6, 7: 17.3, 8: 10.0, 9: 13.2, 10: 15.1,
+                         11: 0.9, 12: 0.2, 13: 0.4, 14: 1.7, 15: 0.0, 16: 1.3, 17: 51.0, 18: 11.1, 19: 82.8, 20: 0.0}
+FAIL_THRESHOLD = 0.05
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def summarise(errors: dict[int, float]) -> tuple[float, int]:
+    values = list(errors.values())
+    return 100 * sum(values) / len(values), sum(e > FAIL_THRESHOLD for e in values)
+
+
+def run_joint(args) -> dict:
+    data = babi.load_babi(args.tasks, args.variant, args.data_dir, seed=args.split_seed)
+    S = len(args.seeds)
+    torch.manual_seed(args.seeds[0])
+    cfg = M.MemN2NConfig(len(data.vocab), data.sentence_length, embedding_dim=args.dim or 50, hops=args.hops,
+                         encoding=args.encoding, pe_formula=args.pe_formula)
+    model = M.MemN2N(cfg, copies=S)
+    recipe = M.paper_recipe(joint=True, ten_k=args.variant == "en-10k", linear_start=not args.no_ls,
+                            random_noise=not args.no_rn, seed=args.seeds[0], **overrides(args))
+    result = M.fit(model, data.train, data.valid, recipe, log=log, desc="joint")
+    tests = M.evaluate_copies(model, [data.test] * S)
+    runs = []
+    for s, seed in enumerate(args.seeds):
+        per_task = M.per_task_error(tests[s]["correct"], data.test.tasks)
+        runs.append({"seed": seed, "per_task": per_task, "valid_error": result.best_valid_error[s],
+                     "best_epoch": result.best_epoch[s], "history": result.history[s].to_dict()})
+    if args.save:
+        best = min(range(S), key=lambda s: result.best_valid_error[s])
+        save_checkpoint(args.save, model.select_copy(best), {"model": cfg.__dict__, "recipe": result.config},
+                        result.history[best], vocab=data.vocab.words, tasks=list(data.tasks),
+                        seed=args.seeds[best], test_error=runs[best]["per_task"])
+    return {"runs": runs, "seconds": result.seconds, "recipe": result.config, "model": cfg.__dict__}
+
+
+def run_single(args) -> dict:
+    tasks = [t for t in args.tasks if babi.task_available(t, "train", args.variant, args.data_dir)]
+    skipped = [t for t in args.tasks if t not in tasks]
+    for t in skipped:
+        log(f"skipping task {t}: {babi.TASK_NAMES[t]} train file missing in {args.variant} (see RESULTS.md)")
+    data = babi.load_babi(tasks, args.variant, args.data_dir, seed=args.split_seed)
+    pick = lambda split, t: split.subset(split.tasks == t)  # noqa: E731
+    copies = [(t, seed) for seed in args.seeds for t in tasks]
+    S = len(copies)
+    torch.manual_seed(args.seeds[0])
+    cfg = M.MemN2NConfig(len(data.vocab), data.sentence_length, embedding_dim=args.dim or 20, hops=args.hops,
+                         encoding=args.encoding, pe_formula=args.pe_formula)
+    model = M.MemN2N(cfg, copies=S)
+    recipe = M.paper_recipe(joint=False, linear_start=not args.no_ls, random_noise=not args.no_rn,
+                            seed=args.seeds[0], **overrides(args))
+    result = M.fit(model, [pick(data.train, t) for t, _ in copies], [pick(data.valid, t) for t, _ in copies],
+                   recipe, log=log, desc="single")
+    tests = M.evaluate_copies(model, [pick(data.test, t) for t, _ in copies])
+    runs = []
+    for seed in args.seeds:
+        idx = [i for i, (t, s) in enumerate(copies) if s == seed]
+        runs.append({"seed": seed,
+                     "per_task": {copies[i][0]: tests[i]["error"] for i in idx},
+                     "valid_error": {copies[i][0]: result.best_valid_error[i] for i in idx},
+                     "best_epoch": {copies[i][0]: result.best_epoch[i] for i in idx}})
+    if args.save:
+        for i, (t, seed) in enumerate(copies):
+            if t == 1 and seed == args.seeds[0]:
+                save_checkpoint(args.save, model.select_copy(i), {"model": cfg.__dict__, "recipe": result.config},
+                                result.history[i], vocab=data.vocab.words, tasks=[1], seed=seed,
+                                test_error={1: tests[i]["error"]})
+    return {"runs": runs, "seconds": result.seconds, "recipe": result.config, "model": cfg.__dict__,
+            "skipped_tasks": skipped}
+
+
+def overrides(args) -> dict:
+    out = {}
+    if args.epochs is not None:
+        out["epochs"] = args.epochs
+    if args.ls_epochs is not None:
+        out["ls_epochs"] = args.ls_epochs
+    if args.anneal_every is not None:
+        out["anneal_every"] = args.anneal_every
+    return out
+
+
+def table(report: dict, paper: dict[int, float] | None) -> str:
+    runs = report["runs"]
+    tasks = sorted(runs[0]["per_task"])
+    head = "| task | " + " | ".join(f"seed {r['seed']}" for r in runs) + " | median |" + (" paper |" if paper else "")
+    rule = "|---:|" + "---:|" * (len(runs) + 1) + ("---:|" if paper else "")
+    lines = [head, rule]
+    for t in tasks:
+        vals = [100 * r["per_task"][t] for r in runs]
+        row = f"| {t} | " + " | ".join(f"{v:.1f}" for v in vals) + f" | {statistics.median(vals):.1f} |"
+        if paper:
+            row += f" {paper[t]:.1f} |"
+        lines.append(row)
+    means = [summarise(r["per_task"]) for r in runs]
+    lines.append("| **mean** | " + " | ".join(f"**{m:.1f}**" for m, _ in means)
+                 + f" | **{statistics.median(m for m, _ in means):.1f}** |"
+                 + (f" **{sum(paper[t] for t in tasks) / len(tasks):.1f}** |" if paper else ""))
+    lines.append("| failed (>5%) | " + " | ".join(str(f) for _, f in means)
+                 + f" | {statistics.median(f for _, f in means):g} |"
+                 + (f" {sum(paper[t] > 5 for t in tasks)} |" if paper else ""))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["joint", "single"])
+    parser.add_argument("--variant", default="en", choices=babi.VARIANTS)
+    parser.add_argument("--tasks", type=int, nargs="+", default=list(babi.ALL_TASKS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--hops", type=int, default=3)
+    parser.add_argument("--dim", type=int, default=None, help="embedding size (default 50 joint, 20 single)")
+    parser.add_argument("--encoding", default="pe", choices=["pe", "bow"])
+    parser.add_argument("--pe-formula", default="paper", choices=["paper", "official"])
+    parser.add_argument("--no-ls", action="store_true", help="no linear start")
+    parser.add_argument("--no-rn", action="store_true", help="no random noise")
+    parser.add_argument("--epochs", type=int, default=None, help="override the number of softmax-phase epochs")
+    parser.add_argument("--ls-epochs", type=int, default=None)
+    parser.add_argument("--anneal-every", type=int, default=None)
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 10%% validation split")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None, help="write the JSON report here")
+    parser.add_argument("--save", default=None, help="save the checkpoint of the best-validation model here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    load_before = os.getloadavg()
+    report = run_joint(args) if args.mode == "joint" else run_single(args)
+    report.update(mode=args.mode, variant=args.variant, argv=sys.argv, wall_seconds=time.time() - start,
+                  loadavg_start=load_before, loadavg_end=os.getloadavg(),
+                  finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    paper = None
+    if args.variant == "en" and args.hops == 3 and not args.no_ls and not args.no_rn and args.encoding == "pe":
+        paper = PAPER_JOINT_PE_LS_RN if args.mode == "joint" else PAPER_SINGLE_PE_LS_RN
+    text = table(report, paper)
+    print(text)
+    means = [summarise(r["per_task"]) for r in report["runs"]]
+    print(f"\nmedian over seeds: mean error {statistics.median(m for m, _ in means):.2f} %, "
+          f"failed tasks {statistics.median(f for _, f in means):g}; wall {report['wall_seconds']:.0f} s")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
