@@ -29,11 +29,8 @@ from mem_tutorial.data import babi
 from mem_tutorial.models import memn2n as M
 from mem_tutorial.train import save_checkpoint
 
-# Sukhbaatar et al. 2015, Table 1, test error (%) on bAbI 1k.
-PAPER_JOINT_PE_LS_RN = {1: 0.0, 2: 11.4, 3: 21.9, 4: 13.4, 5: 14.4, 6: 2.8, 7: 18.3, 8: 9.3, 9: 1.9, 10: 6.5,
-                        11: 0.3, 12: 0.1, 13: 0.2, 14: 6.9, 15: 0.0, 16: 2.7, 17: 40.4, 18: 9.4, 19: 88.0, 20: 0.0}
-PAPER_SINGLE_PE_LS_RN = {1: 0.0, 2: 8.3, 3: 40.3, 4: 2.8, 5: 13.1, 6: 7.6, 7: 17.3, 8: 10.0, 9: 13.2, 10: 15.1,
-                         11: 0.9, 12: 0.2, 13: 0.4, 14: 1.7, 15: 0.0, 16: 1.3, 17: 51.0, 18: 11.1, 19: 82.8, 20: 0.0}
+PAPER_JOINT_PE_LS_RN = M.PAPER_ERRORS["joint_pe_ls_rn"]
+PAPER_SINGLE_PE_LS_RN = M.PAPER_ERRORS["single_pe_ls_rn"]
 FAIL_THRESHOLD = 0.05
 
 
@@ -55,14 +52,25 @@ def run_joint(args) -> dict:
     model = M.MemN2N(cfg, copies=S)
     recipe = M.paper_recipe(joint=True, ten_k=args.variant == "en-10k", linear_start=not args.no_ls,
                             random_noise=not args.no_rn, seed=args.seeds[0], **overrides(args))
-    result = M.fit(model, data.train, data.valid, recipe, log=log, desc="joint")
+    def partial(epoch, result, state):
+        snapshot = M.MemN2N(cfg, copies=S)
+        snapshot.load_state_dict(state)
+        write_partial(args, joint_report(args, data, cfg, snapshot, result), epoch)
+
+    result = M.fit(model, data.train, data.valid, recipe, log=log, desc="joint", report_every=args.report_every,
+                   report=partial if args.out else None)
+    return joint_report(args, data, cfg, model, result, save=True)
+
+
+def joint_report(args, data, cfg, model, result, save=False) -> dict:
+    S = model.copies
     tests = M.evaluate_copies(model, [data.test] * S)
     runs = []
     for s, seed in enumerate(args.seeds):
         per_task = M.per_task_error(tests[s]["correct"], data.test.tasks)
         runs.append({"seed": seed, "per_task": per_task, "valid_error": result.best_valid_error[s],
                      "best_epoch": result.best_epoch[s], "history": result.history[s].to_dict()})
-    if args.save:
+    if args.save and save:
         best = min(range(S), key=lambda s: result.best_valid_error[s])
         save_checkpoint(args.save, model.select_copy(best), {"model": cfg.__dict__, "recipe": result.config},
                         result.history[best], vocab=data.vocab.words, tasks=list(data.tasks),
@@ -85,8 +93,18 @@ def run_single(args) -> dict:
     model = M.MemN2N(cfg, copies=S)
     recipe = M.paper_recipe(joint=False, linear_start=not args.no_ls, random_noise=not args.no_rn,
                             seed=args.seeds[0], **overrides(args))
+    def partial(epoch, result, state):
+        snapshot = M.MemN2N(cfg, copies=S)
+        snapshot.load_state_dict(state)
+        write_partial(args, single_report(args, data, cfg, snapshot, result, copies, skipped), epoch)
+
     result = M.fit(model, [pick(data.train, t) for t, _ in copies], [pick(data.valid, t) for t, _ in copies],
-                   recipe, log=log, desc="single")
+                   recipe, log=log, desc="single", report_every=args.report_every, report=partial if args.out else None)
+    return single_report(args, data, cfg, model, result, copies, skipped, save=True)
+
+
+def single_report(args, data, cfg, model, result, copies, skipped, save=False) -> dict:
+    pick = lambda split, t: split.subset(split.tasks == t)  # noqa: E731
     tests = M.evaluate_copies(model, [pick(data.test, t) for t, _ in copies])
     runs = []
     for seed in args.seeds:
@@ -95,7 +113,7 @@ def run_single(args) -> dict:
                      "per_task": {copies[i][0]: tests[i]["error"] for i in idx},
                      "valid_error": {copies[i][0]: result.best_valid_error[i] for i in idx},
                      "best_epoch": {copies[i][0]: result.best_epoch[i] for i in idx}})
-    if args.save:
+    if args.save and save:
         for i, (t, seed) in enumerate(copies):
             if t == 1 and seed == args.seeds[0]:
                 save_checkpoint(args.save, model.select_copy(i), {"model": cfg.__dict__, "recipe": result.config},
@@ -103,6 +121,18 @@ def run_single(args) -> dict:
                                 test_error={1: tests[i]["error"]})
     return {"runs": runs, "seconds": result.seconds, "recipe": result.config, "model": cfg.__dict__,
             "skipped_tasks": skipped}
+
+
+def write_partial(args, report: dict, epoch: int) -> None:
+    """Write the results so far (weights selected on validation up to ``epoch``) to ``<out>.partial.json``."""
+    report = dict(report, partial=True, epochs_done=epoch, argv=sys.argv,
+                  written=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), loadavg=os.getloadavg())
+    path = Path(args.out).with_suffix(".partial.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str))
+    means = [summarise(r["per_task"]) for r in report["runs"]]
+    log(f"partial report after epoch {epoch}: mean test error per seed "
+        + ", ".join(f"{m:.2f}% ({f} failed)" for m, f in means))
 
 
 def overrides(args) -> dict:
@@ -156,6 +186,8 @@ def main(argv=None) -> int:
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the 10%% validation split")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--report-every", type=int, default=5,
+                        help="write <out>.partial.json every this many softmax-phase epochs")
     parser.add_argument("--out", default=None, help="write the JSON report here")
     parser.add_argument("--save", default=None, help="save the checkpoint of the best-validation model here")
     args = parser.parse_args(argv)
