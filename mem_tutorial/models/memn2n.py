@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Callable, NamedTuple
 
 import torch
@@ -259,6 +260,17 @@ def _low_rank(encoding: torch.Tensor | None, J: int, like: torch.Tensor) -> tupl
     return (U[:, :R] * S[:R]).to(like.dtype), Vh[:R].to(like.dtype)
 
 
+@lru_cache(maxsize=64)
+def _encoding_factors(encoding: str, formula: str, J: int, d: int, dtype: torch.dtype, device
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cached low-rank factors of the [J, d] sentence encoding (constants: no gradient flows into them)."""
+    like = torch.empty(0, d, dtype=dtype, device=device)
+    if encoding == "bow":
+        return _low_rank(None, J, like)
+    make = position_encoding if formula == "paper" else position_encoding_official
+    return _low_rank(make(J, d, dtype=dtype, device=device), J, like)
+
+
 def _bags(words: torch.Tensor, real: torch.Tensor, table: torch.Tensor, U: torch.Tensor, Vt: torch.Tensor
           ) -> torch.Tensor:
     """sum_j l_j * table[words_j] over the real (non-nil) words of each row, l = U @ Vt of rank R.
@@ -418,7 +430,7 @@ class MemN2N(nn.Module):
         # factorisation l_kj = sum_r U_jr V_rk (rank 2 for both PE formulas, 1 for BoW) it is
         # sum_r (sum_j U_jr E x_ij) * V_r, and the inner sums are one embedding_bag over the concatenated
         # matrices (tests check this against sentence_representation). Nil words get weight 0.
-        U, Vt = _low_rank(self.encoding(J, weight), J, weight)
+        U, Vt = _encoding_factors(self.config.encoding, self.config.pe_formula, J, d, weight.dtype, weight.device)
         offsets = (torch.arange(S, device=stories.device) * V).view(S, 1, 1, 1)
         table = torch.cat([self.embeddings[i] for i in used], dim=2).reshape(S * V, len(used) * d)
         slots = flat_mask.reshape(-1).nonzero().squeeze(1)  # only real sentences are embedded
