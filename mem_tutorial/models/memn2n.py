@@ -728,7 +728,10 @@ def load_memn2n(path) -> tuple[MemN2N, dict]:
     """
     from mem_tutorial.train import load_checkpoint
 
-    payload = load_checkpoint(path)
+    # save_checkpoint records torch.__version__ (a TorchVersion, a str subclass): allow that one class in the
+    # weights-only unpickler; everything else stays restricted.
+    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+        payload = load_checkpoint(path)
     model = MemN2N(MemN2NConfig(**payload["config"]["model"]))
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload
