@@ -114,9 +114,10 @@ def execute_notebook(nb, cwd: Path, timeout: int = BUILD_CELL_TIMEOUT, env: dict
             kernel_name="python3",
             resources={"metadata": {"path": str(cwd)}},
             record_timing=False,
-            store_widget_state=False,
+            store_widget_state=True,  # needed by Output widgets; the (random-id) state is dropped below
         )
         client.execute()
+        nb.metadata.pop("widgets", None)
     finally:
         for k, v in saved.items():
             if v is None:
