@@ -55,14 +55,14 @@ def run_joint(args) -> dict:
     def partial(epoch, result, state):
         snapshot = M.MemN2N(cfg, copies=S)
         snapshot.load_state_dict(state)
-        write_partial(args, joint_report(args, data, cfg, snapshot, result), epoch)
+        write_partial(args, joint_report(args, data, cfg, snapshot, result, save=True, partial_epoch=epoch), epoch)
 
     result = M.fit(model, data.train, data.valid, recipe, log=log, desc="joint", report_every=args.report_every,
                    report=partial if args.out else None)
     return joint_report(args, data, cfg, model, result, save=True)
 
 
-def joint_report(args, data, cfg, model, result, save=False) -> dict:
+def joint_report(args, data, cfg, model, result, save=False, partial_epoch=None) -> dict:
     S = model.copies
     tests = M.evaluate_copies(model, [data.test] * S)
     runs = []
@@ -74,7 +74,7 @@ def joint_report(args, data, cfg, model, result, save=False) -> dict:
         best = min(range(S), key=lambda s: result.best_valid_error[s])
         save_checkpoint(args.save, model.select_copy(best), {"model": cfg.__dict__, "recipe": result.config},
                         result.history[best], vocab=data.vocab.words, tasks=list(data.tasks),
-                        seed=args.seeds[best], test_error=runs[best]["per_task"])
+                        seed=args.seeds[best], test_error=runs[best]["per_task"], partial_epoch=partial_epoch)
     return {"runs": runs, "seconds": result.seconds, "recipe": result.config, "model": cfg.__dict__}
 
 
@@ -143,6 +143,8 @@ def overrides(args) -> dict:
         out["ls_epochs"] = args.ls_epochs
     if args.anneal_every is not None:
         out["anneal_every"] = args.anneal_every
+    if args.ls_patience is not None:
+        out["ls_patience"] = args.ls_patience
     return out
 
 
@@ -183,6 +185,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the number of softmax-phase epochs")
     parser.add_argument("--ls-epochs", type=int, default=None)
     parser.add_argument("--anneal-every", type=int, default=None)
+    parser.add_argument("--ls-patience", type=int, default=None,
+                        help="end linear start once the validation loss has not improved for this many epochs")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the 10%% validation split")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--threads", type=int, default=1)

@@ -484,6 +484,10 @@ class TrainConfig:
     linear_start: bool = True
     ls_epochs: int = 20
     ls_lr: float = 0.005
+    # None: LS lasts exactly ls_epochs (official code). An integer p: LS also ends once the mean validation
+    # loss over the copies has not improved for p epochs (the paper: "when the validation loss stopped
+    # decreasing, the softmax layers were re-inserted"), at most ls_epochs.
+    ls_patience: int | None = None
     random_noise: float = RANDOM_NOISE  # 0 disables RN
     seed: int = 0
     eval_batch: int = 1000
@@ -653,7 +657,12 @@ def fit(model: MemN2N, train, valid, recipe: TrainConfig, *, log: Callable[[str]
         linear = phase == "linear"
         for group in optimizer.param_groups:
             group["lr"] = lr
+        ls_best, ls_stale = math.inf, 0
         for epoch in range(1, epochs + 1):
+            if linear and recipe.ls_patience is not None and ls_stale >= recipe.ls_patience:
+                if log is not None:
+                    log(f"{desc}: validation loss stopped decreasing, softmaxes re-inserted after {epoch - 1} LS epochs")
+                break
             if epoch % anneal_every == 0:
                 for group in optimizer.param_groups:
                     group["lr"] *= recipe.anneal_factor
@@ -706,6 +715,9 @@ def fit(model: MemN2N, train, valid, recipe: TrainConfig, *, log: Callable[[str]
                 log(f"{desc} epoch {epoch_counter:3d} {phase:7s} lr {lr_now:.5f} "
                     f"train err {float(total_wrong.float().mean()) / seen:.3f} valid err {errs}"
                     f"{' ...' if S > 8 else ''} ({time.perf_counter() - start_time:.0f} s)")
+            if linear:
+                mean_loss = sum(r["loss"] for r in results) / S
+                ls_best, ls_stale = (mean_loss, 0) if mean_loss < ls_best else (ls_best, ls_stale + 1)
             if report is not None and report_every and not linear and epoch % report_every == 0:
                 report(epoch_counter, FitResult(list(best_epoch), list(best_error), histories,
                                                 time.perf_counter() - start_time, asdict(recipe)), best_state)
