@@ -172,7 +172,8 @@ def table(report: dict, paper: dict[int, float] | None) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["joint", "single"])
+    parser.add_argument("mode", choices=["joint", "single", "table"],
+                        help="'table' prints the table of a saved JSON report (--out)")
     parser.add_argument("--variant", default="en", choices=babi.VARIANTS)
     parser.add_argument("--tasks", type=int, nargs="+", default=list(babi.ALL_TASKS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -195,6 +196,17 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="write the JSON report here")
     parser.add_argument("--save", default=None, help="save the checkpoint of the best-validation model here")
     args = parser.parse_args(argv)
+    if args.mode == "table":
+        report = json.loads(Path(args.out).read_text())
+        for run in report["runs"]:
+            run["per_task"] = {int(k): v for k, v in run["per_task"].items()}
+        paper = M.PAPER_ERRORS["joint_pe_ls_rn" if report["mode"] == "joint" else "single_pe_ls_rn"]
+        print(table(report, paper))
+        means = [summarise(r["per_task"]) for r in report["runs"]]
+        print(f"\nmedian over seeds: mean error {statistics.median(m for m, _ in means):.2f} %, failed tasks "
+              f"{statistics.median(f for _, f in means):g}; partial: {report.get('partial', False)} "
+              f"(epochs done: {report.get('epochs_done', 'all')}); training time {report['seconds']:.0f} s")
+        return 0
     torch.set_num_threads(args.threads)
     start = time.time()
     load_before = os.getloadavg()

@@ -277,3 +277,25 @@ def test_paper_recipe_values():
     assert M.paper_recipe(linear_start=False).lr == 0.01
     with pytest.raises(TypeError):
         M.paper_recipe(nonsense=1)
+
+
+def test_story_explorer_and_attention_plot_headless():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mem_tutorial.data import babi
+    from mem_tutorial.viz.widgets import memn2n_story_explorer, plot_story_attention
+
+    lines = ["1 Mary moved to the bathroom.", "2 John went to the hallway.", "3 Where is Mary?\tbathroom\t1",
+             "4 Daniel went to the garden.", "5 Where is Daniel?\tgarden\t4"]
+    examples = babi.parse_babi(lines, source="fixture", task=1)
+    vocab = babi.build_vocab(examples)
+    data = babi.vectorize(examples, vocab)
+    torch.manual_seed(0)
+    model = M.MemN2N(M.MemN2NConfig(len(vocab), data.stories.shape[2], embedding_dim=8, hops=2))
+    answer, attention, ax = plot_story_attention(model, data, vocab, 1)
+    assert answer in vocab.words and attention.shape == (3, 2)
+    assert ax.get_yticklabels()[2].get_text().startswith("★")
+    box = memn2n_story_explorer(model, data, vocab)
+    answer, attention = box.draw(0)
+    assert attention.shape == (2, 2)
