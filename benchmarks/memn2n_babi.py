@@ -125,7 +125,7 @@ def single_report(args, data, cfg, model, result, copies, skipped, save=False) -
 
 def write_partial(args, report: dict, epoch: int) -> None:
     """Write the results so far (weights selected on validation up to ``epoch``) to ``<out>.partial.json``."""
-    report = dict(report, partial=True, epochs_done=epoch, argv=sys.argv,
+    report = dict(report, mode=args.mode, variant=args.variant, partial=True, epochs_done=epoch, argv=sys.argv,
                   written=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), loadavg=os.getloadavg())
     path = Path(args.out).with_suffix(".partial.json")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +200,8 @@ def main(argv=None) -> int:
         report = json.loads(Path(args.out).read_text())
         for run in report["runs"]:
             run["per_task"] = {int(k): v for k, v in run["per_task"].items()}
-        paper = M.PAPER_ERRORS["joint_pe_ls_rn" if report["mode"] == "joint" else "single_pe_ls_rn"]
+        mode = report.get("mode") or ("joint" if "joint" in report.get("argv", []) else "single")
+        paper = M.PAPER_ERRORS["joint_pe_ls_rn" if mode == "joint" else "single_pe_ls_rn"]
         print(table(report, paper))
         means = [summarise(r["per_task"]) for r in report["runs"]]
         print(f"\nmedian over seeds: mean error {statistics.median(m for m, _ in means):.2f} %, failed tasks "
