@@ -167,7 +167,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "config": dict(config),
         "library_version": mem_tutorial.__version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "history": history.to_dict() if history is not None else None,
         "extra": dict(extra),

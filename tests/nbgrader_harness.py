@@ -15,6 +15,7 @@ Each submission is autograded on its own, so a broken one cannot stop the others
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -40,6 +41,23 @@ class Scores:
         nb = nbformat.read(self.autograded_path, as_version=4)
         return [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") or c.id
                 for c in nb.cells if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
+
+
+@contextlib.contextmanager
+def grading_env():
+    """Kernels started inside inherit FAST mode, the CPU device and no progress bars; restored afterwards
+    (the same pytest worker may run nbval next, which must see the environment the notebooks were built in)."""
+    values = {"MEM_TUTORIAL_FAST": "1", "MEM_TUTORIAL_DEVICE": "cpu", "MEM_TUTORIAL_PROGRESS": "0"}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _cell(nb, grade_id):
@@ -86,11 +104,9 @@ class ScratchCourse:
         cfg.OverwriteCells.add_missing_cells = True
         bindir = str(Path(sys.executable).parent)  # nbgrader runs `alembic` from PATH
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-        os.environ["MEM_TUTORIAL_FAST"] = "1"
-        os.environ["MEM_TUTORIAL_DEVICE"] = "cpu"
-        os.environ.setdefault("MEM_TUTORIAL_PROGRESS", "0")
         self.api = NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
-        result = self.api.generate_assignment(chapter, force=True)
+        with grading_env():
+            result = self.api.generate_assignment(chapter, force=True)
         assert result["success"], result.get("error") or result.get("log")
         self.notebook_names = sorted(p.name for p in (self.root / "release" / chapter).glob("*.ipynb"))
         self.students: list[str] = []
@@ -142,7 +158,8 @@ class ScratchCourse:
     def autograde(self) -> dict[str, Scores]:
         results = {}
         for student in self.students:
-            result = self.api.autograde(self.chapter, student, force=True)
+            with grading_env():
+                result = self.api.autograde(self.chapter, student, force=True)
             results[student] = self._scores(student) if result.get("success") else None
         return results
 
