@@ -145,6 +145,7 @@ def overrides(args) -> dict:
         out["anneal_every"] = args.anneal_every
     if args.ls_patience is not None:
         out["ls_patience"] = args.ls_patience
+    out["clip"] = args.clip
     return out
 
 
@@ -186,6 +187,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the number of softmax-phase epochs")
     parser.add_argument("--ls-epochs", type=int, default=None)
     parser.add_argument("--anneal-every", type=int, default=None)
+    parser.add_argument("--clip", default="global", choices=["global", "per_matrix"],
+                        help="gradient clipping: global norm (paper) or per matrix (official code)")
     parser.add_argument("--ls-patience", type=int, default=None,
                         help="end linear start once the validation loss has not improved for this many epochs")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the 10%% validation split")

@@ -299,3 +299,14 @@ def test_story_explorer_and_attention_plot_headless():
     box = memn2n_story_explorer(model, data, vocab)
     answer, attention = box.draw(0)
     assert attention.shape == (2, 2)
+
+
+def test_clip_grad_per_matrix_uses_each_matrix_spectral_norm():
+    a = torch.nn.Parameter(torch.zeros(2, 2, 2))
+    a.grad = torch.tensor([[[30.0, 0.0], [0.0, 40.0]], [[3.0, 0.0], [0.0, 4.0]]])  # spectral norms 40 and 4
+    b = torch.nn.Parameter(torch.zeros(2, 3, 1))
+    b.grad = torch.tensor([[[80.0], [0.0], [60.0]], [[1.0], [0.0], [0.0]]])  # norms 100 and 1
+    M.clip_grad_per_matrix([a, b], 20.0, 2)
+    torch.testing.assert_close(a.grad[0], torch.tensor([[15.0, 0.0], [0.0, 20.0]]), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(a.grad[1], torch.tensor([[3.0, 0.0], [0.0, 4.0]]))
+    torch.testing.assert_close(b.grad[0, :, 0], torch.tensor([16.0, 0.0, 12.0]), rtol=1e-4, atol=1e-4)
