@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the number of softmax-phase epochs")
     parser.add_argument("--ls-epochs", type=int, default=None)
     parser.add_argument("--anneal-every", type=int, default=None)
-    parser.add_argument("--clip", default="global", choices=["global", "per_matrix"],
+    parser.add_argument("--clip", default="per_matrix", choices=["global", "per_matrix"],
                         help="gradient clipping: global norm (paper) or per matrix (official code)")
     parser.add_argument("--ls-patience", type=int, default=None,
                         help="end linear start once the validation loss has not improved for this many epochs")

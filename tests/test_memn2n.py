@@ -271,7 +271,9 @@ def test_clip_grad_norm_per_copy():
 def test_paper_recipe_values():
     single = M.paper_recipe()
     assert (single.epochs, single.anneal_every, single.lr, single.batch_size, single.max_grad_norm) == (100, 25, 0.005, 32, 40.0)
-    assert single.ls_epochs == 20 and single.random_noise == 0.1
+    assert single.ls_epochs == 20 and single.random_noise == 0.1 and single.clip == "per_matrix"
+    with pytest.raises(ValueError):
+        M.TrainConfig(clip="sometimes")
     joint = M.paper_recipe(joint=True)
     assert (joint.epochs, joint.anneal_every, joint.ls_epochs) == (60, 15, 30)
     assert M.paper_recipe(linear_start=False).lr == 0.01
