@@ -405,7 +405,7 @@ plt.show()
 recipe = joint_ckpt["config"]["recipe"]
 stopped = joint_ckpt["extra"].get("partial_epoch")
 print(f"shipped joint model: d = {joint_model.config.embedding_dim}, {joint_model.config.hops} hops, "
-      f"selected at epoch {joint_ckpt['history'].steps[-1] if stopped is None else stopped} "
+      f"trained for {joint_ckpt['history'].steps[-1] if stopped is None else stopped} epochs "
       f"({'run still in progress when saved' if stopped else 'complete run'}), gradient clipping: "
       f"{recipe.get('clip', 'global')}")
 
