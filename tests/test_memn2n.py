@@ -271,9 +271,44 @@ def test_clip_grad_norm_per_copy():
 def test_paper_recipe_values():
     single = M.paper_recipe()
     assert (single.epochs, single.anneal_every, single.lr, single.batch_size, single.max_grad_norm) == (100, 25, 0.005, 32, 40.0)
-    assert single.ls_epochs == 20 and single.random_noise == 0.1
+    assert single.ls_epochs == 20 and single.random_noise == 0.1 and single.clip == "per_matrix"
+    with pytest.raises(ValueError):
+        M.TrainConfig(clip="sometimes")
     joint = M.paper_recipe(joint=True)
     assert (joint.epochs, joint.anneal_every, joint.ls_epochs) == (60, 15, 30)
     assert M.paper_recipe(linear_start=False).lr == 0.01
     with pytest.raises(TypeError):
         M.paper_recipe(nonsense=1)
+
+
+def test_story_explorer_and_attention_plot_headless():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mem_tutorial.data import babi
+    from mem_tutorial.viz.widgets import memn2n_story_explorer, plot_story_attention
+
+    lines = ["1 Mary moved to the bathroom.", "2 John went to the hallway.", "3 Where is Mary?\tbathroom\t1",
+             "4 Daniel went to the garden.", "5 Where is Daniel?\tgarden\t4"]
+    examples = babi.parse_babi(lines, source="fixture", task=1)
+    vocab = babi.build_vocab(examples)
+    data = babi.vectorize(examples, vocab)
+    torch.manual_seed(0)
+    model = M.MemN2N(M.MemN2NConfig(len(vocab), data.stories.shape[2], embedding_dim=8, hops=2))
+    answer, attention, ax = plot_story_attention(model, data, vocab, 1)
+    assert answer in vocab.words and attention.shape == (3, 2)
+    assert ax.get_yticklabels()[2].get_text().startswith("★")
+    box = memn2n_story_explorer(model, data, vocab)
+    answer, attention = box.draw(0)
+    assert attention.shape == (2, 2)
+
+
+def test_clip_grad_per_matrix_uses_each_matrix_spectral_norm():
+    a = torch.nn.Parameter(torch.zeros(2, 2, 2))
+    a.grad = torch.tensor([[[30.0, 0.0], [0.0, 40.0]], [[3.0, 0.0], [0.0, 4.0]]])  # spectral norms 40 and 4
+    b = torch.nn.Parameter(torch.zeros(2, 3, 1))
+    b.grad = torch.tensor([[[80.0], [0.0], [60.0]], [[1.0], [0.0], [0.0]]])  # norms 100 and 1
+    M.clip_grad_per_matrix([a, b], 20.0, 2)
+    torch.testing.assert_close(a.grad[0], torch.tensor([[15.0, 0.0], [0.0, 20.0]]), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(a.grad[1], torch.tensor([[3.0, 0.0], [0.0, 4.0]]))
+    torch.testing.assert_close(b.grad[0, :, 0], torch.tensor([16.0, 0.0, 12.0]), rtol=1e-4, atol=1e-4)

@@ -302,3 +302,91 @@ def kv_memnn_explorer(model, reader, kb, questions: list[str] | None = None, top
     box = widgets.VBox([box_q, out])
     box.ask = ask
     return box
+
+
+def plot_story_attention(model, data, vocab, question: int, ax=None):
+    """Chapter 4: the attention of every hop over one story's sentences (the paper's Table/Fig. style).
+
+    Rows are the story's sentences (oldest first; supporting facts marked ★), columns the hops; the title
+    holds the question, the model's answer and the true one.
+
+    Args:
+        model: a one-copy ``MemN2N``; data: ``BabiTensors``; vocab: its ``Vocab``; question: row of ``data``.
+
+    Returns:
+        (predicted answer, attention [n_sentences, H] as a NumPy array, the matplotlib Axes).
+    """
+    import matplotlib.pyplot as plt
+
+    one = data.subset(slice(question, question + 1))
+    with torch.no_grad():
+        out = model(one.stories, one.story_mask, one.queries)
+    n = int(one.story_mask[0].sum())
+    attention = out.attention[0, :, :n].T.numpy()  # [n, H]
+    hops = attention.shape[1]
+    sentences = [" ".join(vocab.decode(one.stories[0, i])) for i in range(n)]
+    marks = ["★ " if bool(one.supporting[0, i]) else "" for i in range(n)]
+    answer = vocab.words[int(out.logits[0].argmax())]
+    truth = vocab.words[int(one.answers[0])]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2.6 + 1.0 * hops, 0.3 * n + 1.2))
+    ax.imshow(attention, aspect="auto", cmap="Blues", vmin=0, vmax=1)
+    ax.set_yticks(range(n))
+    ax.set_yticklabels([m + s for m, s in zip(marks, sentences)], fontsize=8)
+    ax.set_xticks(range(hops))
+    ax.set_xticklabels([f"hop {k + 1}" for k in range(hops)], fontsize=8)
+    for i in range(n):
+        for k in range(hops):
+            if attention[i, k] >= 0.05:
+                ax.text(k, i, f"{attention[i, k]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if attention[i, k] > 0.6 else "black")
+    ok = "✓" if answer == truth else "✗"
+    ax.set_title(f"{' '.join(vocab.decode(one.queries[0]))}?  model: {answer}, truth: {truth} {ok}", fontsize=9)
+    return answer, attention, ax
+
+
+def memn2n_story_explorer(model, data, vocab, start: int = 0):
+    """Chapter 4: pick a bAbI test question; see the story, the model's answer and each hop's attention
+    over the sentences, with the supporting facts marked (★).
+
+    Args:
+        model: a one-copy ``mem_tutorial.models.memn2n.MemN2N``.
+        data: ``BabiTensors`` (e.g. ``load_babi(...).test``).
+        vocab: the ``Vocab`` the model was trained with.
+        start: the question shown first.
+
+    Returns:
+        an ``ipywidgets.VBox``; its ``.draw(index)`` attribute redraws for one row of ``data`` and returns
+        (answer, attention) (usable headless, e.g. in tests).
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from mem_tutorial.data.babi import TASK_NAMES
+
+    tasks = sorted(set(data.tasks.tolist()))
+    task = widgets.Dropdown(options=[(f"{t}: {TASK_NAMES.get(t, '?')}", t) for t in tasks],
+                            value=int(data.tasks[start]), description="task")
+    index = widgets.IntSlider(value=0, min=0, max=0, description="question")
+    out = widgets.Output()
+
+    def rows_of(t):
+        return (data.tasks == t).nonzero().flatten().tolist()
+
+    def draw(*_, question: int | None = None):
+        rows = rows_of(task.value)
+        index.max = max(len(rows) - 1, 0)
+        q = question if question is not None else rows[min(index.value, len(rows) - 1)]
+        with out:
+            out.clear_output(wait=True)
+            answer, attention, ax = plot_story_attention(model, data, vocab, q)
+            ax.figure.tight_layout()
+            plt.show()
+        return answer, attention
+
+    task.observe(lambda change: (setattr(index, "value", 0), draw()), names="value")
+    index.observe(draw, names="value")
+    box = widgets.VBox([widgets.HBox([task, index]), out])
+    box.draw = lambda q: draw(question=q)
+    draw(question=start)
+    return box

@@ -1,0 +1,236 @@
+"""Chapter 4 benchmark: End-To-End Memory Networks on bAbI v1.2, the paper's Table 1 settings.
+
+Joint training (one model for the 20 tasks, d = 50, 3 hops, PE LS RN) or single-task training (one model per
+task, d = 20), with several seeds trained side by side as independent copies of the network
+(``MemN2N(copies=S)``). Each copy keeps the weights of its best validation epoch; the table reports the
+test error of every task for every seed, the mean, the number of failed tasks (error > 5 %), and the
+median over seeds. "best-valid" is the copy with the lowest validation error (the paper picked the best of
+10 restarts by training error).
+
+Examples (2-core CPU; run niced, one thread):
+    nice -n 10 python benchmarks/memn2n_babi.py joint --seeds 0 1 2
+    nice -n 10 python benchmarks/memn2n_babi.py single --seeds 0 1 2
+    nice -n 10 python benchmarks/memn2n_babi.py single --variant en-10k --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from mem_tutorial.data import babi
+from mem_tutorial.models import memn2n as M
+from mem_tutorial.train import save_checkpoint
+
+PAPER_JOINT_PE_LS_RN = M.PAPER_ERRORS["joint_pe_ls_rn"]
+PAPER_SINGLE_PE_LS_RN = M.PAPER_ERRORS["single_pe_ls_rn"]
+FAIL_THRESHOLD = 0.05
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def summarise(errors: dict[int, float]) -> tuple[float, int]:
+    values = list(errors.values())
+    return 100 * sum(values) / len(values), sum(e > FAIL_THRESHOLD for e in values)
+
+
+def run_joint(args) -> dict:
+    data = babi.load_babi(args.tasks, args.variant, args.data_dir, seed=args.split_seed)
+    S = len(args.seeds)
+    torch.manual_seed(args.seeds[0])
+    cfg = M.MemN2NConfig(len(data.vocab), data.sentence_length, embedding_dim=args.dim or 50, hops=args.hops,
+                         encoding=args.encoding, pe_formula=args.pe_formula)
+    model = M.MemN2N(cfg, copies=S)
+    recipe = M.paper_recipe(joint=True, ten_k=args.variant == "en-10k", linear_start=not args.no_ls,
+                            random_noise=not args.no_rn, seed=args.seeds[0], **overrides(args))
+    def partial(epoch, result, state):
+        snapshot = M.MemN2N(cfg, copies=S)
+        snapshot.load_state_dict(state)
+        write_partial(args, joint_report(args, data, cfg, snapshot, result, save=True, partial_epoch=epoch), epoch)
+
+    result = M.fit(model, data.train, data.valid, recipe, log=log, desc="joint", report_every=args.report_every,
+                   report=partial if args.out else None)
+    return joint_report(args, data, cfg, model, result, save=True)
+
+
+def joint_report(args, data, cfg, model, result, save=False, partial_epoch=None) -> dict:
+    S = model.copies
+    tests = M.evaluate_copies(model, [data.test] * S)
+    runs = []
+    for s, seed in enumerate(args.seeds):
+        per_task = M.per_task_error(tests[s]["correct"], data.test.tasks)
+        runs.append({"seed": seed, "per_task": per_task, "valid_error": result.best_valid_error[s],
+                     "best_epoch": result.best_epoch[s], "history": result.history[s].to_dict()})
+    if args.save and save:
+        best = min(range(S), key=lambda s: result.best_valid_error[s])
+        save_checkpoint(args.save, model.select_copy(best), {"model": cfg.__dict__, "recipe": result.config},
+                        result.history[best], vocab=data.vocab.words, tasks=list(data.tasks),
+                        seed=args.seeds[best], test_error=runs[best]["per_task"], partial_epoch=partial_epoch)
+    return {"runs": runs, "seconds": result.seconds, "recipe": result.config, "model": cfg.__dict__}
+
+
+def run_single(args) -> dict:
+    tasks = [t for t in args.tasks if babi.task_available(t, "train", args.variant, args.data_dir)]
+    skipped = [t for t in args.tasks if t not in tasks]
+    for t in skipped:
+        log(f"skipping task {t}: {babi.TASK_NAMES[t]} train file missing in {args.variant} (see RESULTS.md)")
+    data = babi.load_babi(tasks, args.variant, args.data_dir, seed=args.split_seed)
+    pick = lambda split, t: split.subset(split.tasks == t)  # noqa: E731
+    copies = [(t, seed) for seed in args.seeds for t in tasks]
+    S = len(copies)
+    torch.manual_seed(args.seeds[0])
+    cfg = M.MemN2NConfig(len(data.vocab), data.sentence_length, embedding_dim=args.dim or 20, hops=args.hops,
+                         encoding=args.encoding, pe_formula=args.pe_formula)
+    model = M.MemN2N(cfg, copies=S)
+    recipe = M.paper_recipe(joint=False, linear_start=not args.no_ls, random_noise=not args.no_rn,
+                            seed=args.seeds[0], **overrides(args))
+    def partial(epoch, result, state):
+        snapshot = M.MemN2N(cfg, copies=S)
+        snapshot.load_state_dict(state)
+        write_partial(args, single_report(args, data, cfg, snapshot, result, copies, skipped), epoch)
+
+    result = M.fit(model, [pick(data.train, t) for t, _ in copies], [pick(data.valid, t) for t, _ in copies],
+                   recipe, log=log, desc="single", report_every=args.report_every, report=partial if args.out else None)
+    return single_report(args, data, cfg, model, result, copies, skipped, save=True)
+
+
+def single_report(args, data, cfg, model, result, copies, skipped, save=False) -> dict:
+    pick = lambda split, t: split.subset(split.tasks == t)  # noqa: E731
+    tests = M.evaluate_copies(model, [pick(data.test, t) for t, _ in copies])
+    runs = []
+    for seed in args.seeds:
+        idx = [i for i, (t, s) in enumerate(copies) if s == seed]
+        runs.append({"seed": seed,
+                     "per_task": {copies[i][0]: tests[i]["error"] for i in idx},
+                     "valid_error": {copies[i][0]: result.best_valid_error[i] for i in idx},
+                     "best_epoch": {copies[i][0]: result.best_epoch[i] for i in idx}})
+    if args.save and save:
+        for i, (t, seed) in enumerate(copies):
+            if t == 1 and seed == args.seeds[0]:
+                save_checkpoint(args.save, model.select_copy(i), {"model": cfg.__dict__, "recipe": result.config},
+                                result.history[i], vocab=data.vocab.words, tasks=[1], seed=seed,
+                                test_error={1: tests[i]["error"]})
+    return {"runs": runs, "seconds": result.seconds, "recipe": result.config, "model": cfg.__dict__,
+            "skipped_tasks": skipped}
+
+
+def write_partial(args, report: dict, epoch: int) -> None:
+    """Write the results so far (weights selected on validation up to ``epoch``) to ``<out>.partial.json``."""
+    report = dict(report, mode=args.mode, variant=args.variant, partial=True, epochs_done=epoch, argv=sys.argv,
+                  written=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), loadavg=os.getloadavg())
+    path = Path(args.out).with_suffix(".partial.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str))
+    means = [summarise(r["per_task"]) for r in report["runs"]]
+    log(f"partial report after epoch {epoch}: mean test error per seed "
+        + ", ".join(f"{m:.2f}% ({f} failed)" for m, f in means))
+
+
+def overrides(args) -> dict:
+    out = {}
+    if args.epochs is not None:
+        out["epochs"] = args.epochs
+    if args.ls_epochs is not None:
+        out["ls_epochs"] = args.ls_epochs
+    if args.anneal_every is not None:
+        out["anneal_every"] = args.anneal_every
+    if args.ls_patience is not None:
+        out["ls_patience"] = args.ls_patience
+    out["clip"] = args.clip
+    return out
+
+
+def table(report: dict, paper: dict[int, float] | None) -> str:
+    runs = report["runs"]
+    tasks = sorted(runs[0]["per_task"])
+    head = "| task | " + " | ".join(f"seed {r['seed']}" for r in runs) + " | median |" + (" paper |" if paper else "")
+    rule = "|---:|" + "---:|" * (len(runs) + 1) + ("---:|" if paper else "")
+    lines = [head, rule]
+    for t in tasks:
+        vals = [100 * r["per_task"][t] for r in runs]
+        row = f"| {t} | " + " | ".join(f"{v:.1f}" for v in vals) + f" | {statistics.median(vals):.1f} |"
+        if paper:
+            row += f" {paper[t]:.1f} |"
+        lines.append(row)
+    means = [summarise(r["per_task"]) for r in runs]
+    lines.append("| **mean** | " + " | ".join(f"**{m:.1f}**" for m, _ in means)
+                 + f" | **{statistics.median(m for m, _ in means):.1f}** |"
+                 + (f" **{sum(paper[t] for t in tasks) / len(tasks):.1f}** |" if paper else ""))
+    lines.append("| failed (>5%) | " + " | ".join(str(f) for _, f in means)
+                 + f" | {statistics.median(f for _, f in means):g} |"
+                 + (f" {sum(paper[t] > 5 for t in tasks)} |" if paper else ""))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["joint", "single", "table"],
+                        help="'table' prints the table of a saved JSON report (--out)")
+    parser.add_argument("--variant", default="en", choices=babi.VARIANTS)
+    parser.add_argument("--tasks", type=int, nargs="+", default=list(babi.ALL_TASKS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--hops", type=int, default=3)
+    parser.add_argument("--dim", type=int, default=None, help="embedding size (default 50 joint, 20 single)")
+    parser.add_argument("--encoding", default="pe", choices=["pe", "bow"])
+    parser.add_argument("--pe-formula", default="paper", choices=["paper", "official"])
+    parser.add_argument("--no-ls", action="store_true", help="no linear start")
+    parser.add_argument("--no-rn", action="store_true", help="no random noise")
+    parser.add_argument("--epochs", type=int, default=None, help="override the number of softmax-phase epochs")
+    parser.add_argument("--ls-epochs", type=int, default=None)
+    parser.add_argument("--anneal-every", type=int, default=None)
+    parser.add_argument("--clip", default="per_matrix", choices=["global", "per_matrix"],
+                        help="gradient clipping: global norm (paper) or per matrix (official code)")
+    parser.add_argument("--ls-patience", type=int, default=None,
+                        help="end linear start once the validation loss has not improved for this many epochs")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 10%% validation split")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--report-every", type=int, default=5,
+                        help="write <out>.partial.json every this many softmax-phase epochs")
+    parser.add_argument("--out", default=None, help="write the JSON report here")
+    parser.add_argument("--save", default=None, help="save the checkpoint of the best-validation model here")
+    args = parser.parse_args(argv)
+    if args.mode == "table":
+        report = json.loads(Path(args.out).read_text())
+        for run in report["runs"]:
+            run["per_task"] = {int(k): v for k, v in run["per_task"].items()}
+        mode = report.get("mode") or ("joint" if "joint" in report.get("argv", []) else "single")
+        paper = M.PAPER_ERRORS["joint_pe_ls_rn" if mode == "joint" else "single_pe_ls_rn"]
+        print(table(report, paper))
+        means = [summarise(r["per_task"]) for r in report["runs"]]
+        print(f"\nmedian over seeds: mean error {statistics.median(m for m, _ in means):.2f} %, failed tasks "
+              f"{statistics.median(f for _, f in means):g}; partial: {report.get('partial', False)} "
+              f"(epochs done: {report.get('epochs_done', 'all')}); training time {report['seconds']:.0f} s")
+        return 0
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    load_before = os.getloadavg()
+    report = run_joint(args) if args.mode == "joint" else run_single(args)
+    report.update(mode=args.mode, variant=args.variant, argv=sys.argv, wall_seconds=time.time() - start,
+                  loadavg_start=load_before, loadavg_end=os.getloadavg(),
+                  finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    paper = None
+    if args.variant == "en" and args.hops == 3 and not args.no_ls and not args.no_rn and args.encoding == "pe":
+        paper = PAPER_JOINT_PE_LS_RN if args.mode == "joint" else PAPER_SINGLE_PE_LS_RN
+    text = table(report, paper)
+    print(text)
+    means = [summarise(r["per_task"]) for r in report["runs"]]
+    print(f"\nmedian over seeds: mean error {statistics.median(m for m, _ in means):.2f} %, "
+          f"failed tasks {statistics.median(f for _, f in means):g}; wall {report['wall_seconds']:.0f} s")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
