@@ -35,7 +35,7 @@ course: setup
 
 test: setup
 	PATH="$(BIN):$$PATH" MEM_TUTORIAL_FAST=1 MEM_TUTORIAL_BABI_DIR="$(BABI_DIR)" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-	  $(PY) -m pytest -n 2 --dist loadfile tests solutions --nbval \
+	  $(PY) -m pytest -n 3 --dist loadfile tests solutions --nbval \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg $(PYTEST_ARGS)
 
 release: setup
