@@ -6,15 +6,21 @@ Subcommands (each prints a table; ``--json`` writes the figures):
                whether it stays there for the next ``--stay`` sequences (paper setting: LSTM controller 100,
                one read and one write head, memory 128 x 20, 8-bit vectors, lengths 1-20)
   speed        training sequences per second (forward + backward + update) at given batch sizes
-  generalise   mean bits error per sequence at lengths 20, 40, 80, 120 for saved NTM / LSTM checkpoints
+  generalise   bits error per sequence at lengths 20, 40, 80, 120 for saved NTM / LSTM checkpoints (mean, fraction
+               of perfect sequences, worst sequence) on a fixed, seeded evaluation set
   recall       associative recall: sequences (episodes) until the windowed cost < ``--threshold``
   retrain      train the shipped copy checkpoint (mem_tutorial/checkpoints/ntm_copy.pt)
+  repeat       train the shipped repeat-copy checkpoint (mem_tutorial/checkpoints/ntm_repeat_copy.pt)
+  lstm         train the shipped LSTM copy baseline (mem_tutorial/checkpoints/lstm_copy.pt)
 
 Examples:
   python benchmarks/ntm_copy.py converge --seeds 0 1 2 3 4 --batch 1
   python benchmarks/ntm_copy.py speed --batches 1 32
   python benchmarks/ntm_copy.py retrain --out mem_tutorial/checkpoints/ntm_copy.pt
-  python benchmarks/ntm_copy.py generalise --ntm mem_tutorial/checkpoints/ntm_copy.pt --lstm /tmp/lstm_copy.pt
+  python benchmarks/ntm_copy.py generalise            # shipped NTM and LSTM checkpoints
+  python benchmarks/ntm_copy.py repeat                # small range (lengths 1-5, repeats 1-5), as shipped
+  python benchmarks/ntm_copy.py repeat --max-len 10 --max-repeats 10 --out /tmp/rc.pt   # the paper's range
+  python benchmarks/ntm_copy.py lstm                  # 1 x 192 LSTM baseline on copy, as shipped
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from mem_tutorial.train import load_checkpoint, save_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "mem_tutorial" / "checkpoints" / "ntm_copy.pt"
+REPEAT_CHECKPOINT = ROOT / "mem_tutorial" / "checkpoints" / "ntm_repeat_copy.pt"
+LSTM_CHECKPOINT = ROOT / "mem_tutorial" / "checkpoints" / "lstm_copy.pt"
 
 
 class PrintingMonitor(ConvergenceMonitor):
@@ -59,7 +67,7 @@ class PrintingMonitor(ConvergenceMonitor):
 
 
 def ntm_for(task: str, args) -> NTM:
-    sizes = {"copy": (9, 8), "associative_recall": (8, 6)}[task]
+    sizes = {"copy": (9, 8), "associative_recall": (8, 6), "repeat_copy": (10, 9)}[task]
     cfg = NTMConfig(input_size=sizes[0], output_size=sizes[1], controller=args.controller,
                     controller_size=args.controller_size, memory_slots=args.slots, memory_width=args.width,
                     memory_init=args.memory_init)
@@ -136,30 +144,52 @@ def cmd_speed(args) -> dict:
     return {"args": _args_dict(args), "rows": rows}
 
 
-def load_model(path: str):
+def load_model(path: str, memory_slots: int | None = None):
+    """Rebuild a saved NTM or LSTM. ``memory_slots`` replaces an NTM's N (no parameter depends on N with the
+    ``constant`` memory initialisation, so the trained weights run unchanged on a larger memory)."""
     payload = load_checkpoint(path)
     cfg = payload["config"]
-    model = LSTMBaseline(LSTMConfig(**cfg)) if "hidden_size" in cfg else NTM(NTMConfig(**cfg))
+    if "hidden_size" in cfg:
+        model = LSTMBaseline(LSTMConfig(**cfg))
+    else:
+        if memory_slots is not None:
+            if cfg.get("memory_init") == "learned":
+                raise ValueError("a learned initial memory has N rows: the memory size cannot be changed")
+            cfg = {**cfg, "memory_slots": memory_slots}
+        model = NTM(NTMConfig(**cfg))
     model.load_state_dict(payload["state_dict"])
     return model
 
 
 def cmd_generalise(args) -> dict:
+    from mem_tutorial.tasks.training import sequence_errors
+
+    models = []
+    if args.ntm:
+        models.append(("NTM N=128", load_model(args.ntm)))
+        for n in args.ntm_slots:
+            models.append((f"NTM N={n}", load_model(args.ntm, memory_slots=n)))
+    if args.lstm:
+        models.append(("LSTM", load_model(args.lstm)))
     results = {}
-    for name, path in (("NTM", args.ntm), ("LSTM", args.lstm)):
-        if not path:
-            continue
-        model = load_model(path)
+    t0, c0 = time.time(), time.process_time()
+    for name, model in models:
         results[name] = {}
         for length in args.lengths:
-            r = evaluate(model, "copy", sequences=args.sequences, batch_size=min(args.sequences, 25),
-                         task_kwargs={"min_len": length, "max_len": length})
-            results[name][length] = r["bits_error"]
-    print(f"\ngeneralisation on copy (trained on lengths 1-20): mean wrong bits per sequence over {args.sequences} "
-          f"sequences")
-    print(f"{'model':>6} " + " ".join(f"{'L=' + str(n):>9}" for n in args.lengths))
+            errors, _ = sequence_errors(model, "copy", sequences=args.sequences, batch_size=args.eval_batch,
+                                        seed=args.seed + length, task_kwargs={"min_len": length, "max_len": length})
+            results[name][length] = {"mean": errors.mean().item(), "perfect": (errors == 0).float().mean().item(),
+                                     "median": errors.median().item(), "worst": errors.max().item(),
+                                     "over_10": int((errors > 10).sum())}
+    print(f"\ngeneralisation on copy (trained on lengths 1-20): wrong bits per sequence over {args.sequences} "
+          f"sequences per length (seed {args.seed} + length), load {os.getloadavg()[0]:.1f}, "
+          f"{time.time() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU")
+    print("mean / % perfect sequences / worst sequence / sequences with > 10 wrong bits")
+    print(f"{'model':>10} " + " ".join(f"{'L=' + str(n):>24}" for n in args.lengths))
     for name, r in results.items():
-        print(f"{name:>6} " + " ".join(f"{r[n]:>9.2f}" for n in args.lengths))
+        cells = [f"{r[n]['mean']:.3g} / {100 * r[n]['perfect']:.0f}% / {r[n]['worst']:.0f} / {r[n]['over_10']}"
+                 for n in args.lengths]
+        print(f"{name:>10} " + " ".join(f"{c:>24}" for c in cells))
     return {"args": _args_dict(args), "results": results}
 
 
@@ -216,16 +246,87 @@ def cmd_retrain(args) -> dict:
     return {"converged_at": conv, "sequences": seen, "wall_s": time.time() - t0}
 
 
+def cmd_repeat(args) -> dict:
+    """Train an NTM on repeat copy (Section 4.2) and save it, with its recipe, for the notebook.
+
+    With ``--curriculum`` the maximum length and repeat count start at ``--start`` and grow by one (each, up to
+    ``--max-len`` / ``--max-repeats``) whenever the mean cost of the last 20 updates is below ``--advance-below``
+    bit per sequence; once both reach their maxima the usual criterion (< ``--threshold`` bit/seq over the last
+    ``--window`` sequences) decides convergence. Stops ``--stay`` sequences after convergence, after
+    ``--max-sequences`` or after ``--max-minutes`` of wall time, and saves in every case (``converged_at`` None if
+    it did not converge).
+    """
+    from mem_tutorial.tasks import bits_error, repeat_copy_task
+    from mem_tutorial.tasks.training import clip_gradients, make_optimizer
+
+    seed_everything(args.seed)
+    device = get_device(args.device, verbose=False)
+    model = ntm_for("repeat_copy", args).to(device)
+    if args.init_from:
+        load_checkpoint(args.init_from, model)
+    opt = make_optimizer(model, args.optimizer, args.lr)
+    gen = torch.Generator().manual_seed(args.seed)
+    mon = PrintingMonitor(args.window, args.threshold, every=args.print_every, label="repeat copy")
+    cur = args.start if args.curriculum else max(args.max_len, args.max_repeats)
+    recent, seen, t0, c0, at_full = [], 0, time.time(), time.process_time(), None
+    while seen < args.max_sequences and time.time() - t0 < 60 * args.max_minutes:
+        max_len, max_rep = min(cur, args.max_len), min(cur, args.max_repeats)
+        batch = repeat_copy_task(args.batch, max_len=max_len, max_repeats=max_rep, repeat_norm=args.max_repeats,
+                                 generator=gen).to(device)
+        logits, _ = model(batch.inputs)
+        loss = task_loss(logits, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_gradients(model)
+        opt.step()
+        cost = bits_error(logits.detach(), batch.targets, batch.masks).cpu()
+        seen += args.batch
+        if (max_len, max_rep) != (args.max_len, args.max_repeats):
+            recent = (recent + [cost.mean().item()])[-20:]
+            if len(recent) == 20 and sum(recent) / 20 < args.advance_below:
+                cur, recent = cur + 1, []
+                print(f"  seq {seen}: curriculum -> lengths 1-{min(cur, args.max_len)}, repeats "
+                      f"1-{min(cur, args.max_repeats)} ({time.time() - t0:.0f} s)", flush=True)
+            continue
+        if at_full is None:
+            at_full = seen - args.batch
+        mon.update(cost)
+        if mon.converged_at is not None and mon.seen >= mon.converged_at + args.stay:
+            break
+    wall, cpu = time.time() - t0, time.process_time() - c0
+    conv = None if mon.converged_at is None else at_full + mon.converged_at
+    recipe = (f"python benchmarks/ntm_copy.py repeat --max-len {args.max_len} --max-repeats {args.max_repeats} "
+              f"--batch {args.batch} --optimizer {args.optimizer} --lr {args.lr} --seed {args.seed}"
+              + (f" --curriculum --start {args.start} --advance-below {args.advance_below}" if args.curriculum else ""))
+    save_checkpoint(args.out, model, model.config.to_dict(), None, task="repeat_copy", converged_at=conv,
+                    sequences=seen, recipe=recipe, wall_s=round(wall), cpu_s=round(cpu),
+                    task_kwargs={"max_len": args.max_len, "max_repeats": args.max_repeats,
+                                 "repeat_norm": args.max_repeats},
+                    final_windowed_cost=mon.mean if mon.seen else None)
+    print(f"repeat copy (lengths 1-{args.max_len}, repeats 1-{args.max_repeats}): converged at {conv} sequences "
+          f"(of {seen}; full range from {at_full}); last windowed cost {mon.mean:.3f}; {wall:.0f} s wall, "
+          f"{cpu:.0f} s CPU, load {os.getloadavg()[0]:.1f}; saved {args.out}")
+    return {"converged_at": conv, "sequences": seen, "full_range_from": at_full, "wall_s": wall, "cpu_s": cpu,
+            "last_windowed_cost": mon.mean}
+
+
 def cmd_lstm(args) -> dict:
-    """Train the LSTM baseline on copy for --max-sequences sequences and save it (for `generalise`)."""
+    """Train the LSTM baseline on copy (lengths 1-20) and save it (the notebook's and `generalise`'s baseline)."""
     seed_everything(args.seed)
     model = LSTMBaseline(LSTMConfig(hidden_size=args.hidden, layers=args.layers))
     mon = PrintingMonitor(1000, 0.1, every=args.print_every, label="LSTM")
+    t0, c0 = time.time(), time.process_time()
     run = train_on_task(model, "copy", batch_size=args.batch, max_sequences=args.max_sequences, lr=args.lr,
-                        seed=args.seed, monitor=mon, stop_after=args.stay)
-    save_checkpoint(args.out, model, model.config.to_dict(), run.history, converged_at=mon.converged_at)
-    print(f"LSTM {args.layers}x{args.hidden}: converged at {mon.converged_at}, last avg {mon.mean:.3f}")
-    return {"converged_at": mon.converged_at, "last": mon.mean}
+                        seed=args.seed, monitor=mon, stop_after=args.stay, log_every=100)
+    wall, cpu = time.time() - t0, time.process_time() - c0
+    recipe = (f"python benchmarks/ntm_copy.py lstm --hidden {args.hidden} --layers {args.layers} --batch "
+              f"{args.batch} --lr {args.lr} --max-sequences {args.max_sequences} --seed {args.seed} (Adam, clip 10)")
+    save_checkpoint(args.out, model, model.config.to_dict(), run.history, task="copy", converged_at=mon.converged_at,
+                    sequences=mon.seen, recipe=recipe, wall_s=round(wall), cpu_s=round(cpu),
+                    final_windowed_cost=mon.mean)
+    print(f"LSTM {args.layers}x{args.hidden}: converged at {mon.converged_at}, {mon.seen} sequences, last windowed "
+          f"cost {mon.mean:.3f} bit/seq; {wall:.0f} s wall, {cpu:.0f} s CPU, load {os.getloadavg()[0]:.1f}")
+    return {"converged_at": mon.converged_at, "last": mon.mean, "sequences": mon.seen, "wall_s": wall, "cpu_s": cpu}
 
 
 def _args_dict(args) -> dict:
@@ -277,9 +378,13 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("generalise")
     p.add_argument("--ntm", default=str(CHECKPOINT))
-    p.add_argument("--lstm")
+    p.add_argument("--ntm-slots", type=int, nargs="*", default=[256],
+                   help="also evaluate the NTM's weights with these memory sizes N")
+    p.add_argument("--lstm", default=str(LSTM_CHECKPOINT))
     p.add_argument("--lengths", type=int, nargs="+", default=[20, 40, 80, 120])
     p.add_argument("--sequences", type=int, default=100)
+    p.add_argument("--eval-batch", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1000, help="the sequences of length L come from seed + L")
     p.set_defaults(func=cmd_generalise)
 
     p = sub.add_parser("retrain")
@@ -294,16 +399,29 @@ def main(argv=None) -> int:
     p.add_argument("--init-from", help="(curriculum) start from this checkpoint's weights")
     p.set_defaults(func=cmd_retrain)
 
+    p = sub.add_parser("repeat")
+    train_args(p, max_sequences=200_000)
+    p.add_argument("--max-len", type=int, default=5, help="lengths 1..max-len (paper: 10)")
+    p.add_argument("--max-repeats", type=int, default=5, help="repeats 1..max-repeats (paper: 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--curriculum", action="store_true")
+    p.add_argument("--start", type=int, default=2, help="(curriculum) first maximum length and repeat count")
+    p.add_argument("--advance-below", type=float, default=1.0)
+    p.add_argument("--max-minutes", type=float, default=60.0, help="stop (and save) after this much wall time")
+    p.add_argument("--init-from", help="start from this checkpoint's weights")
+    p.add_argument("--out", default=str(REPEAT_CHECKPOINT))
+    p.set_defaults(func=cmd_repeat)
+
     p = sub.add_parser("lstm")
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--hidden", type=int, default=192)
+    p.add_argument("--layers", type=int, default=1)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--max-sequences", type=int, default=50_000)
+    p.add_argument("--max-sequences", type=int, default=200_000)
     p.add_argument("--stay", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--print-every", type=int, default=2000)
-    p.add_argument("--out", default="/tmp/lstm_copy.pt")
+    p.add_argument("--print-every", type=int, default=20000)
+    p.add_argument("--out", default=str(LSTM_CHECKPOINT))
     p.set_defaults(func=cmd_lstm)
 
     args = parser.parse_args(argv)

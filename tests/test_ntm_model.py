@@ -14,6 +14,7 @@ from mem_tutorial.tasks.training import (
     clip_gradients,
     evaluate,
     make_optimizer,
+    sequence_errors,
     task_loss,
     train_on_task,
 )
@@ -155,3 +156,57 @@ def test_evaluate_and_checkpoint_roundtrip(tmp_path):
     m2 = NTM(NTMConfig(**load_checkpoint(path)["config"]))
     load_checkpoint(path, m2)
     assert evaluate(m2, "copy", sequences=10, task_kwargs={"max_len": 4}) == before
+
+
+def test_sequence_errors_matches_evaluate_and_is_model_independent():
+    torch.manual_seed(0)
+    m1, m2 = NTM(**SMALL), NTM(**SMALL)
+    kw = dict(sequences=7, batch_size=3, seed=5, task_kwargs={"max_len": 4})
+    e1, ce1 = sequence_errors(m1, "copy", **kw)
+    assert e1.shape == (7,) and ce1.shape == (7,)
+    assert (e1 >= 0).all() and (e1 == e1.round()).all()
+    r = evaluate(m1, "copy", **kw)
+    assert r["bits_error"] == pytest.approx(e1.mean().item())
+    assert r["perfect"] == pytest.approx((e1 == 0).float().mean().item())
+    assert r["worst"] == e1.max().item()
+    # the sequences depend on the seed only: a perfect "model" that echoes the targets scores 0 on them all
+
+    class Oracle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+            self.batches = []
+
+        def forward(self, inputs):
+            self.batches.append(inputs)
+            return torch.zeros(inputs.shape[0], inputs.shape[1], 8), None
+
+    o1, o2 = Oracle(), Oracle()
+    sequence_errors(o1, "copy", **kw)
+    sequence_errors(o2, "copy", **kw)
+    assert all(torch.equal(a, b) for a, b in zip(o1.batches, o2.batches)) and len(o1.batches) == 3
+    # training mode is restored
+    m2.train()
+    sequence_errors(m2, "copy", **kw)
+    assert m2.training
+    m2.eval()
+    sequence_errors(m2, "copy", **kw)
+    assert not m2.training
+    with pytest.raises(ValueError):
+        sequence_errors(m1, "copy", sequences=0)
+
+
+def test_with_memory_slots_keeps_weights():
+    torch.manual_seed(0)
+    m = NTM(**SMALL)
+    same = m.with_memory_slots(SMALL["memory_slots"])
+    x = copy_task(2, max_len=4, generator=torch.Generator().manual_seed(0)).inputs
+    assert torch.equal(m(x)[0], same(x)[0])
+    big = m.with_memory_slots(40)
+    assert big.config.memory_slots == 40 and m.config.memory_slots == SMALL["memory_slots"]
+    logits, state = big(x)
+    assert state.memory.shape == (2, 40, SMALL["memory_width"]) and torch.isfinite(logits).all()
+    for a, b in zip(m.parameters(), big.parameters()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()  # copied, not shared
+    with pytest.raises(ValueError, match="learned"):
+        NTM(**SMALL, memory_init="learned").with_memory_slots(40)

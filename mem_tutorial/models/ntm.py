@@ -134,6 +134,24 @@ class NTM(nn.Module):
                 self.controller.bias_ih[C : 2 * C].fill_(1.0)
                 self.controller.bias_hh[C : 2 * C].zero_()
 
+    def with_memory_slots(self, memory_slots: int) -> "NTM":
+        """A copy of this NTM with a memory of ``memory_slots`` rows (N), same weights, same device and dtype.
+
+        No parameter depends on N (the controller sees reads of size W, the heads emit keys of size W and a shift
+        over S offsets), so a model trained with one N runs with another: a longer test sequence needs at least
+        as many slots as it has vectors (the paper tests copy up to length 120 with N = 128). Impossible with the
+        ``learned`` initial memory, which is an [N, W] parameter.
+        """
+        if self.config.memory_init == "learned":
+            raise ValueError("memory_init='learned' holds an [N, W] parameter: the memory size cannot be changed")
+        if memory_slots < 1:
+            raise ValueError(f"memory_slots must be >= 1, got {memory_slots}")
+        p = self.output.weight
+        other = NTM(self.config, memory_slots=memory_slots).to(device=p.device, dtype=p.dtype)
+        other.load_state_dict(self.state_dict())
+        other.train(self.training)
+        return other
+
     # --- state ---------------------------------------------------------------------------------------------
     def initial_state(
         self, batch_size: int, device: torch.device | str | None = None, generator: torch.Generator | None = None

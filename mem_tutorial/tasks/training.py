@@ -164,6 +164,45 @@ def train_on_task(
 
 
 @torch.no_grad()
+def sequence_errors(
+    model: nn.Module,
+    task: str | Callable[..., TaskBatch] = "copy",
+    *,
+    sequences: int = 100,
+    batch_size: int = 50,
+    seed: int = 1234,
+    device: torch.device | str | None = None,
+    task_kwargs: dict | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wrong bits and cross-entropy (bits) of EACH of ``sequences`` fresh sequences from a fixed seed.
+
+    The sequences depend only on ``seed``, ``sequences``, ``batch_size`` and ``task_kwargs`` (not on the model), so
+    two models evaluated with the same arguments see the same sequences.
+
+    Returns:
+        ``(errors [sequences], cross_entropy [sequences])`` on the CPU. The mean of ``errors`` is the paper's cost
+        per sequence; its distribution shows whether a mean comes from many small slips or a few failures.
+    """
+    if sequences < 1 or batch_size < 1:
+        raise ValueError(f"sequences and batch_size must be >= 1, got {sequences} and {batch_size}")
+    make_batch = TASKS[task] if isinstance(task, str) else task
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    errors, ce, n = [], [], 0
+    while n < sequences:
+        b = min(batch_size, sequences - n)
+        batch = make_batch(b, generator=gen, **(task_kwargs or {})).to(device)
+        logits, _ = model(batch.inputs)
+        errors.append(bits_error(logits, batch.targets, batch.masks).cpu())
+        ce.append(cross_entropy_bits(logits, batch.targets, batch.masks).cpu())
+        n += b
+    model.train(was_training)
+    return torch.cat(errors), torch.cat(ce)
+
+
+@torch.no_grad()
 def evaluate(
     model: nn.Module,
     task: str | Callable[..., TaskBatch] = "copy",
@@ -174,18 +213,13 @@ def evaluate(
     device: torch.device | str | None = None,
     task_kwargs: dict | None = None,
 ) -> dict[str, float]:
-    """Mean cost (wrong bits) and cross-entropy (bits) per sequence on fresh sequences from a fixed seed."""
-    make_batch = TASKS[task] if isinstance(task, str) else task
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    model.eval()
-    errors, ce, n = 0.0, 0.0, 0
-    while n < sequences:
-        b = min(batch_size, sequences - n)
-        batch = make_batch(b, generator=gen, **(task_kwargs or {})).to(device)
-        logits, _ = model(batch.inputs)
-        errors += bits_error(logits, batch.targets, batch.masks).sum().item()
-        ce += cross_entropy_bits(logits, batch.targets, batch.masks).sum().item()
-        n += b
-    model.train()
-    return {"bits_error": errors / n, "cross_entropy_bits": ce / n}
+    """Summary of :func:`sequence_errors` on fresh sequences from a fixed seed.
+
+    Returns a dict: ``bits_error`` (mean wrong bits per sequence), ``cross_entropy_bits`` (mean cross-entropy in
+    bits per sequence), ``perfect`` (fraction of sequences with no wrong bit) and ``worst`` (the most wrong bits
+    in one sequence).
+    """
+    errors, ce = sequence_errors(model, task, sequences=sequences, batch_size=batch_size, seed=seed, device=device,
+                                 task_kwargs=task_kwargs)
+    return {"bits_error": errors.mean().item(), "cross_entropy_bits": ce.mean().item(),
+            "perfect": (errors == 0).double().mean().item(), "worst": errors.max().item()}
