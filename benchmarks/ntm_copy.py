@@ -246,6 +246,32 @@ def cmd_retrain(args) -> dict:
     return {"converged_at": conv, "sequences": seen, "wall_s": time.time() - t0}
 
 
+def warm_start_from_copy(model: NTM, copy_checkpoint: str) -> None:
+    """Initialise a repeat-copy NTM (inputs: 8 bits, delimiter, repeat count; outputs: 8 bits, end marker) from a
+    trained copy NTM (inputs: 8 bits, delimiter; outputs: 8 bits) of the same sizes: every weight is copied, the
+    repeat-count input column and the end-marker output row keep their fresh initialisation. The copy NTM already
+    writes a sequence to consecutive slots and reads it back; repeat copy adds the jumps back and the counting."""
+    payload = load_checkpoint(copy_checkpoint)
+    src, dst = payload["state_dict"], model.state_dict()
+    cfg = model.config
+    n_in = payload["config"]["input_size"]  # copy: 9 = 8 bits + delimiter; repeat copy has one more
+    n_out = payload["config"]["output_size"]
+    for name, value in src.items():
+        target = dst[name]
+        if target.shape == value.shape:
+            target.copy_(value)
+        elif name == "controller.weight_ih" or name == "controller.weight":  # columns: [x (input_size), reads]
+            target[:, :n_in] = value[:, :n_in]
+            target[:, cfg.input_size:] = value[:, n_in:]
+        elif name == "output.weight":
+            target[:n_out] = value
+        elif name == "output.bias":
+            target[:n_out] = value
+        else:
+            raise ValueError(f"cannot transfer {name}: {tuple(value.shape)} -> {tuple(target.shape)}")
+    model.load_state_dict(dst)
+
+
 def cmd_repeat(args) -> dict:
     """Train an NTM on repeat copy (Section 4.2) and save it, with its recipe, for the notebook.
 
@@ -262,13 +288,18 @@ def cmd_repeat(args) -> dict:
     seed_everything(args.seed)
     device = get_device(args.device, verbose=False)
     model = ntm_for("repeat_copy", args).to(device)
+    prior, prior_recipe = 0, None
+    if args.warm_start:
+        warm_start_from_copy(model, args.warm_start)
     if args.init_from:
-        load_checkpoint(args.init_from, model)
+        extra = load_checkpoint(args.init_from, model)["extra"]
+        prior, prior_recipe = int(extra.get("sequences") or 0), extra.get("recipe")
     opt = make_optimizer(model, args.optimizer, args.lr)
     gen = torch.Generator().manual_seed(args.seed)
     mon = PrintingMonitor(args.window, args.threshold, every=args.print_every, label="repeat copy")
     cur = args.start if args.curriculum else max(args.max_len, args.max_repeats)
     recent, seen, t0, c0, at_full = [], 0, time.time(), time.process_time(), None
+    max_len, max_rep = min(cur, args.max_len), min(cur, args.max_repeats)
     while seen < args.max_sequences and time.time() - t0 < 60 * args.max_minutes:
         max_len, max_rep = min(cur, args.max_len), min(cur, args.max_repeats)
         batch = repeat_copy_task(args.batch, max_len=max_len, max_repeats=max_rep, repeat_norm=args.max_repeats,
@@ -294,15 +325,20 @@ def cmd_repeat(args) -> dict:
         if mon.converged_at is not None and mon.seen >= mon.converged_at + args.stay:
             break
     wall, cpu = time.time() - t0, time.process_time() - c0
-    conv = None if mon.converged_at is None else at_full + mon.converged_at
+    conv = None if mon.converged_at is None else prior + at_full + mon.converged_at
     recipe = (f"python benchmarks/ntm_copy.py repeat --max-len {args.max_len} --max-repeats {args.max_repeats} "
               f"--batch {args.batch} --optimizer {args.optimizer} --lr {args.lr} --seed {args.seed}"
-              + (f" --curriculum --start {args.start} --advance-below {args.advance_below}" if args.curriculum else ""))
+              + (f" --curriculum --start {args.start} --advance-below {args.advance_below}" if args.curriculum else "")
+              + (f" --init-from <a checkpoint trained {prior} sequences by: {prior_recipe}>" if args.init_from else "")
+              + (f" --warm-start {Path(args.warm_start).name} (weights of the copy NTM)" if args.warm_start else ""))
     save_checkpoint(args.out, model, model.config.to_dict(), None, task="repeat_copy", converged_at=conv,
-                    sequences=seen, recipe=recipe, wall_s=round(wall), cpu_s=round(cpu),
-                    task_kwargs={"max_len": args.max_len, "max_repeats": args.max_repeats,
-                                 "repeat_norm": args.max_repeats},
+                    sequences=prior + seen, recipe=recipe, wall_s=round(wall), cpu_s=round(cpu),
+                    task_kwargs={"max_len": max_len, "max_repeats": max_rep, "repeat_norm": args.max_repeats},
+                    target_range={"max_len": args.max_len, "max_repeats": args.max_repeats},
                     final_windowed_cost=mon.mean if mon.seen else None)
+    if at_full is None:
+        print(f"curriculum unfinished: trained up to lengths 1-{max_len}, repeats 1-{max_rep} (continue with "
+              f"--init-from {args.out} --start {cur})")
     print(f"repeat copy (lengths 1-{args.max_len}, repeats 1-{args.max_repeats}): converged at {conv} sequences "
           f"(of {seen}; full range from {at_full}); last windowed cost {mon.mean:.3f}; {wall:.0f} s wall, "
           f"{cpu:.0f} s CPU, load {os.getloadavg()[0]:.1f}; saved {args.out}")
@@ -409,6 +445,7 @@ def main(argv=None) -> int:
     p.add_argument("--advance-below", type=float, default=1.0)
     p.add_argument("--max-minutes", type=float, default=60.0, help="stop (and save) after this much wall time")
     p.add_argument("--init-from", help="start from this checkpoint's weights")
+    p.add_argument("--warm-start", help="start from a trained COPY checkpoint's weights (e.g. the shipped ntm_copy.pt)")
     p.add_argument("--out", default=str(REPEAT_CHECKPOINT))
     p.set_defaults(func=cmd_repeat)
 

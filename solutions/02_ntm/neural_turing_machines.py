@@ -471,7 +471,8 @@ def focus_slots(*weightings, margin=2, threshold=0.05):
 
 
 def plot_trace(inputs, outputs, write_w, read_w, title=""):
-    """Figure 6/7 of the paper: inputs and outputs [T, bits], write and read weightings [T, N] (visited slots)."""
+    """Figure 6/7 of the paper: inputs and outputs [T, bits] (outputs shown at the scored steps only), write and
+    read weightings [T, N] (visited slots)."""
     slots = focus_slots(write_w, read_w)
     fig, axes = plt.subplots(2, 2, figsize=(11, 5), sharex=True)
     axes[0, 0].imshow(inputs.T, cmap="Greys", aspect="auto", interpolation="nearest"); axes[0, 0].set_title("inputs")
@@ -490,8 +491,8 @@ with torch.no_grad():
     seq = copy_task(1, min_len=20, max_len=20, generator=torch.Generator().manual_seed(3), device=device)
     tr = ntm.trace(seq.inputs)
 print("wrong bits on this sequence:", int(bits_error(tr.logits, seq.targets, seq.masks).item()))
-plot_trace(seq.inputs[0].cpu(), torch.sigmoid(tr.logits)[0].cpu(), tr.write_weights[0, :, 0].cpu(),
-           tr.read_weights[0, :, 0].cpu(), "copy, length 20")
+plot_trace(seq.inputs[0].cpu(), (torch.sigmoid(tr.logits) * seq.masks.unsqueeze(-1))[0].cpu(),
+           tr.write_weights[0, :, 0].cpu(), tr.read_weights[0, :, 0].cpu(), "copy, length 20")
 
 # %% [markdown]
 # ### Repeat copy
@@ -526,7 +527,8 @@ with torch.no_grad():
                               device=device)
     rc_tr = rc_ntm.trace(rc_seq.inputs)
 print(f"length {L_rc}, {n_rc} repeats: wrong bits", int(bits_error(rc_tr.logits, rc_seq.targets, rc_seq.masks).item()))
-plot_trace(rc_seq.inputs[0].cpu(), torch.sigmoid(rc_tr.logits)[0].cpu(), rc_tr.write_weights[0, :, 0].cpu(),
+plot_trace(rc_seq.inputs[0].cpu(), (torch.sigmoid(rc_tr.logits) * rc_seq.masks.unsqueeze(-1))[0].cpu(),
+           rc_tr.write_weights[0, :, 0].cpu(),
            rc_tr.read_weights[0, :, 0].cpu(), f"repeat copy, length {L_rc}, {n_rc} repeats")
 
 # %% [markdown]
@@ -569,6 +571,7 @@ for (name, e), style in zip(errors.items(), ["o-", "s--", "^-"]):
     plt.plot(lengths, [x.mean().item() for x in e], style, label=name)
 plt.axvline(20, color="grey", ls=":", label="longest training length")
 plt.yscale("symlog", linthresh=1)
+plt.ylim(bottom=0)
 plt.xlabel("sequence length"); plt.ylabel("wrong bits / sequence"); plt.legend(); plt.tight_layout()
 plt.show()
 
