@@ -50,14 +50,22 @@ REPEAT_CHECKPOINT = ROOT / "mem_tutorial" / "checkpoints" / "ntm_repeat_copy.pt"
 LSTM_CHECKPOINT = ROOT / "mem_tutorial" / "checkpoints" / "lstm_copy.pt"
 
 
-class PrintingMonitor(ConvergenceMonitor):
-    """Prints the windowed cost every ``every`` sequences (for long runs in a log)."""
+class TimeUp(Exception):
+    """Raised by :class:`PrintingMonitor` when its wall-clock budget is spent."""
 
-    def __init__(self, *args, every: int = 1000, label: str = "", **kwargs):
+
+class PrintingMonitor(ConvergenceMonitor):
+    """Prints the windowed cost every ``every`` sequences (for long runs in a log); raises :class:`TimeUp` after
+    ``max_minutes`` of wall time (None: never)."""
+
+    def __init__(self, *args, every: int = 1000, label: str = "", max_minutes: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.every, self.label, self._next, self._t0 = every, label, every, time.time()
+        self.deadline = None if max_minutes is None else self._t0 + 60 * max_minutes
 
     def update(self, costs):
+        if self.deadline is not None and time.time() > self.deadline:
+            raise TimeUp(f"{self.label}: wall-clock budget spent after {self.seen} sequences")
         mean = super().update(costs)
         if self.seen >= self._next:
             self._next += self.every
@@ -80,11 +88,17 @@ def cmd_converge(args, task: str = "copy") -> dict:
     for seed in args.seeds:
         seed_everything(seed)
         model = ntm_for(task, args).to(device)
-        mon = PrintingMonitor(args.window, args.threshold, every=args.print_every, label=f"seed {seed}")
+        mon = PrintingMonitor(args.window, args.threshold, every=args.print_every, label=f"seed {seed}",
+                              max_minutes=getattr(args, "max_minutes", None))
         t0 = time.time()
-        run = train_on_task(model, task, batch_size=args.batch, max_sequences=args.max_sequences,
-                            optimizer=args.optimizer, lr=args.lr, seed=seed, device=device, window=args.window,
-                            threshold=args.threshold, stop_after=args.stay, monitor=mon, log_every=10)
+        try:
+            run = train_on_task(model, task, batch_size=args.batch, max_sequences=args.max_sequences,
+                                optimizer=args.optimizer, lr=args.lr, seed=seed, device=device, window=args.window,
+                                threshold=args.threshold, stop_after=args.stay, monitor=mon, log_every=10)
+            history = run.history
+        except TimeUp as e:
+            print(f"  stopped: {e} (windowed cost {mon.mean:.3f})", flush=True)
+            history = None
         wall = time.time() - t0
         conv = mon.converged_at
         stayed = conv is not None and mon.relapsed_at is None and mon.seen >= conv + args.stay
@@ -92,7 +106,7 @@ def cmd_converge(args, task: str = "copy") -> dict:
                      "sequences": mon.seen, "wall_s": wall,
                      "wall_to_converge_s": wall * conv / mon.seen if conv else None})
         if args.save and conv is not None and seed == args.seeds[0]:
-            save_checkpoint(args.save, model, model.config.to_dict(), run.history, task=task, converged_at=conv)
+            save_checkpoint(args.save, model, model.config.to_dict(), history, task=task, converged_at=conv)
     print(f"\n{task}: batch {args.batch}, {args.optimizer} lr {args.lr}, threshold {args.threshold} bit/seq over "
           f"{args.window} sequences, device {device}, load {os.getloadavg()[0]:.1f}")
     print(f"{'seed':>4} {'converged at (seq)':>19} {'stays (next %d)' % args.stay:>16} {'worst after':>12} "
@@ -396,12 +410,14 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("converge")
     train_args(p)
+    p.add_argument("--max-minutes", type=float, help="stop each seed after this much wall time")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--save", help="save the first seed's model here if it converges")
     p.set_defaults(func=cmd_converge)
 
     p = sub.add_parser("recall")
     train_args(p, max_sequences=60_000)
+    p.add_argument("--max-minutes", type=float, help="stop each seed after this much wall time")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--save")
     p.set_defaults(func=lambda a: cmd_converge(a, "associative_recall"))
