@@ -175,6 +175,11 @@ def main(argv=None) -> None:
     p.add_argument("--min-items", type=int, default=2)
     p.add_argument("--max-items", type=int, default=4)
     p.add_argument("--model-repeats", type=int, default=3)
+    p.add_argument("--item-len", type=int, default=3, help="vectors per associative-recall item")
+    p.add_argument("--controller", type=int, default=100, help="SAM/DAM controller size")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--eval-every", type=int, default=0, help="evaluate every this many training steps (0: at the end)")
+    p.add_argument("--out", default="", help="write the training curves to this JSON file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -201,7 +206,7 @@ def bench_model(args) -> None:
         from mem_tutorial.models.ntm import NTM
     except ImportError:  # pragma: no cover
         NTM = None
-    task = dict(min_items=args.min_items, max_items=args.max_items)
+    task = dict(min_items=args.min_items, max_items=args.max_items, item_len=args.item_len)
     width = 6
 
     def make(kind, n):
@@ -209,7 +214,7 @@ def bench_model(args) -> None:
         if kind == "NTM (dense, Ch. 2)":
             return NTM(input_size=width + 2, output_size=width, memory_slots=n, memory_width=args.mem_width)
         return SAM(input_size=width + 2, output_size=width, memory_slots=n, memory_width=args.mem_width,
-                   k=args.k_model, dense=(kind == "DAM (dense reads)"))
+                   k=args.k_model, dense=(kind == "DAM (dense reads)"), controller_size=args.controller)
 
     kinds = ["SAM (sparse, K=%d)" % args.k_model, "DAM (dense reads)"] + (["NTM (dense, Ch. 2)"] if NTM else [])
     gen = torch.Generator().manual_seed(1)
@@ -233,14 +238,28 @@ def bench_model(args) -> None:
 
     if not args.steps:
         return
-    print(f"\ntraining at N = {args.train_n}: Adam lr 1e-3, batch {args.batch}, {args.steps} steps, seed 0; "
-          f"bit accuracy on 1,000 fresh sequences")
+    print(f"\ntraining at N = {args.train_n}: Adam lr {args.lr:g}, batch {args.batch}, {args.steps} steps, seed 0, "
+          f"{args.min_items}-{args.max_items} items of {args.item_len} vectors, controller {args.controller}; "
+          f"bit accuracy on 1,000 fresh sequences every {args.eval_every or args.steps} steps")
+    import json
+
+    results = {"config": vars(args).copy(), "models": {}}
     for kind in kinds[: args.train_models]:
         model = make(kind, args.train_n)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
         g = torch.Generator().manual_seed(0)
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
+        test = associative_recall_task(1000, generator=torch.Generator().manual_seed(123), **task)
+
+        def accuracy() -> float:
+            with torch.no_grad():
+                logits, _ = model(test.inputs)
+                wrong = bits_error(logits, test.targets, test.masks).sum()
+                total = test.masks.sum() * test.targets.shape[-1]
+            return 1 - float(wrong / total)
+
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        curve, losses = [], []
+        for step in range(1, args.steps + 1):
             b = associative_recall_task(args.batch, generator=g, **task)
             opt.zero_grad()
             logits, _ = model(b.inputs)
@@ -248,14 +267,21 @@ def bench_model(args) -> None:
             loss.backward()
             clip_gradients(model)
             opt.step()
-        with torch.no_grad():
-            b = associative_recall_task(1000, generator=torch.Generator().manual_seed(123), **task)
-            logits, _ = model(b.inputs)
-            wrong = bits_error(logits, b.targets, b.masks).sum()
-            total = b.masks.sum() * b.targets.shape[-1]
-        acc = 1 - float((wrong / total).detach())
-        print(f"  {kind:>22}: bit accuracy {100 * acc:6.2f} %  final loss {float(loss):.4f}  "
-              f"({time.perf_counter() - t0:.0f} s wall)")
+            losses.append(float(loss.detach()))
+            if step == args.steps or (args.eval_every and step % args.eval_every == 0):
+                acc = accuracy()
+                mean_loss = sum(losses[-100:]) / len(losses[-100:])
+                curve.append((step, acc, mean_loss))
+                print(f"  {kind:>22} step {step:>6}: bit accuracy {100 * acc:6.2f} %  loss(last 100) {mean_loss:.4f}"
+                      f"  ({time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU)", flush=True)
+        results["models"][kind] = {"curve": curve, "final_accuracy": curve[-1][1], "best_accuracy": max(c[1] for c in curve),
+                                   "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0}
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
+    for kind, r in results["models"].items():
+        print(f"  {kind:>22}: final bit accuracy {100 * r['final_accuracy']:6.2f} % (best {100 * r['best_accuracy']:6.2f} %)"
+              f"  {r['cpu_s']:.0f} s CPU")
 
 
 def film_sentences(kb) -> list[tuple[str, str]]:
