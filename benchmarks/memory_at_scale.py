@@ -7,6 +7,8 @@ Sections (``--section``):
   retrieval  retrieve-then-read on the generated movie KB with pretrained-encoder keys (needs the text extra);
              the reader is training-free: value reading over the entities the retrieved sentences mention,
              filtered by the answer type the question's wording asks for.
+  contrast   why isotropic random keys are the hardest case for an index: cosine of the 1st/10th/100th/1000th
+             neighbour and the recall@10 of the single nearest IVF list, random vs clustered keys (at --n).
   keys       learned keys (the shipped Chapter 5 KV-MemNN checkpoints) vs pretrained-encoder keys on the same
              generated movie-KB test questions, before and after the Chapter 5 edit experiment.
   babi       retrieve-then-read over bAbI task 1/2 stories: supporting-fact retrieval accuracy with relevance
@@ -147,7 +149,7 @@ def bench_ann(args) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--section", choices=["read", "ann", "model", "retrieval", "keys", "babi"], default="read")
+    p.add_argument("--section", choices=["read", "ann", "contrast", "model", "retrieval", "keys", "babi"], default="read")
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000])
     p.add_argument("--n", type=int, default=1_000_000, help="N for --section ann")
     p.add_argument("--width", type=int, default=64)
@@ -203,6 +205,8 @@ def main(argv=None) -> None:
         bench_ann(args)
     elif args.section == "model":
         bench_model(args)
+    elif args.section == "contrast":
+        bench_contrast(args)
     elif args.section == "keys":
         bench_keys(args)
     elif args.section == "babi":
@@ -405,6 +409,24 @@ def bench_retrieval(args) -> None:
     h_all2, _ = hits(mem, questions2, kb2)
     print(f"after editing {len(films)} directors ({len(changed)} sentences re-encoded in {t_edit:.2f} s, no training):")
     print(f"  edited questions: new answer {h_new:.3f}, old answer {h_old:.3f} | all questions hits@1 {h_all2:.3f}")
+
+
+def bench_contrast(args) -> None:
+    n, w = args.n, args.width
+    lists = max(1, round(args.lists_per_sqrt * n**0.5))
+    print(f"N={n}, W={w}, {args.queries_ann} queries; mean cosine of the query with its r-th nearest key; "
+          f"recall@10 of the nearest of L={lists} IVF lists")
+    print(f"{'keys, queries':>28} {'1st':>6} {'10th':>6} {'100th':>6} {'1000th':>7} {'median':>7} {'recall@10 1 list':>17}")
+    for data, kind in (("random", "random"), ("random", "stored"), ("clustered", "stored")):
+        keys = make_memory(n, w, data, cluster_size=args.cluster_size)
+        q = make_queries(keys, args.queries_ann) if kind == "stored" else \
+            torch.randn(args.queries_ann, w, generator=torch.Generator().manual_seed(2))
+        sims = ix.normalize(q) @ ix.normalize(keys).T
+        top = sims.topk(min(1000, n), dim=-1).values.mean(0)
+        ivf = ix.IVFIndex(n_lists=lists, n_probe=1).build(keys)
+        r1 = ix.recall_at_k(ivf.search(q, 10, n_probe=1)[1], sims.topk(10, -1).indices)
+        print(f"{data + ', ' + kind:>28} {top[0]:6.3f} {top[9]:6.3f} {top[99]:6.3f} {top[-1]:7.3f} "
+              f"{float(sims.median(dim=-1).values.mean()):7.3f} {r1:17.3f}", flush=True)
 
 
 def bench_keys(args) -> None:
