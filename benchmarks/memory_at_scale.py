@@ -149,7 +149,8 @@ def bench_ann(args) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--section", choices=["read", "ann", "contrast", "model", "retrieval", "keys", "babi"], default="read")
+    p.add_argument("--section", default="read",
+                   choices=["read", "ann", "contrast", "model", "retrieval", "keys", "babi"])
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000])
     p.add_argument("--n", type=int, default=1_000_000, help="N for --section ann")
     p.add_argument("--width", type=int, default=64)
@@ -307,7 +308,8 @@ def bench_model(args) -> None:
                 with open(args.out, "w") as f:
                     json.dump(results, f, indent=1)
     for kind, r in results["models"].items():
-        print(f"  {kind:>22}: final bit accuracy {100 * r['final_accuracy']:6.2f} % (best {100 * r['best_accuracy']:6.2f} %)"
+        print(f"  {kind:>22}: final bit accuracy {100 * r['final_accuracy']:6.2f} % "
+              f"(best {100 * r['best_accuracy']:6.2f} %)"
               f"  {r['cpu_s']:.0f} s CPU")
 
 
@@ -416,7 +418,8 @@ def bench_contrast(args) -> None:
     lists = max(1, round(args.lists_per_sqrt * n**0.5))
     print(f"N={n}, W={w}, {args.queries_ann} queries; mean cosine of the query with its r-th nearest key; "
           f"recall@10 of the nearest of L={lists} IVF lists")
-    print(f"{'keys, queries':>28} {'1st':>6} {'10th':>6} {'100th':>6} {'1000th':>7} {'median':>7} {'recall@10 1 list':>17}")
+    print(f"{'keys, queries':>28} {'1st':>6} {'10th':>6} {'100th':>6} {'1000th':>7} {'median':>7} "
+          f"{'recall@10 1 list':>17}")
     for data, kind in (("random", "random"), ("random", "stored"), ("clustered", "stored")):
         keys = make_memory(n, w, data, cluster_size=args.cluster_size)
         q = make_queries(keys, args.queries_ann) if kind == "stored" else \
@@ -509,7 +512,8 @@ def bench_keys(args) -> None:
                     f"encoded in {t_enc2:.0f} s")
             rows.append((f"pretrained keys (MiniLM, k={args.k}), {kind} memories", hits, e_all, e_new, e_chg, note))
             print(rows[-1], flush=True)
-    print("\n| keys | test hits@1 | edited: all | new films | changed directors | notes |\n|---|---:|---:|---:|---:|---|")
+    print("\n| keys | test hits@1 | edited: all | new films | changed directors | notes |")
+    print("|---|---:|---:|---:|---:|---|")
     for name, h, ea, en, ec, note in rows:
         print(f"| {name} | {h:.3f} | {ea:.3f} | {en:.3f} | {ec:.3f} | {note} |")
 
