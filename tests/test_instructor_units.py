@@ -269,7 +269,9 @@ def test_interrupted_autograde_resumes(toy, tmp_path):
     for i, s in enumerate(students):
         d = root / "submitted" / s / "01_toy"
         d.mkdir(parents=True)
-        (d / "toy.ipynb").write_bytes(hc.toy_answer(release, "return x * x" if i % 2 == 0 else "return -1"))
+        # all but the first take a few seconds (wall, not CPU), so Ctrl-C surely lands while one is being graded
+        slow = "__import__('time').sleep(2) or " if i else ""
+        (d / "toy.ipynb").write_bytes(hc.toy_answer(release, f"return {slow}" + ("x * x" if i % 2 == 0 else "-1")))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     env.pop("MEM_TUTORIAL_DB", None)
