@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -97,10 +98,15 @@ def run(count: int, workers: int, timeout: int, lean: bool, scratch: Path) -> di
     course = Course(course_root)
     collect(course, incoming)
     limits = sandbox.Limits(cell_timeout=timeout, wall_seconds=20 * timeout, cpu_seconds=20 * timeout)
+    load0 = os.getloadavg()[0]
     with PeakRSS(os.getpid()) as mem:
-        t0 = time.time()
+        t0, r0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        c0 = time.process_time()
         report = autograde(course, ["01"], workers=workers, limits=limits, progress=True, log=lambda m: None)
         wall = time.time() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime) + (time.process_time() - c0)
+    load1 = os.getloadavg()[0]
     got: dict[str, list[float]] = {}
     with course.gradebook() as gb:
         for sub in gb.find_assignment(hc.CHAPTER).submissions:
@@ -113,9 +119,11 @@ def run(count: int, workers: int, timeout: int, lean: bool, scratch: Path) -> di
         res = course.read_result(s, hc.CHAPTER) or {}
         print(f"  {s}: expected {expected.get(s)}, gradebook {got.get(s)}; {res.get('reason', '')[:300]}",
               file=sys.stderr)
+    secs = [r.get("seconds") or 0.0 for s in expected if (r := course.read_result(s, hc.CHAPTER))]
     return {"workers": workers, "count": count, "wall": wall, "per_min": 60 * count / wall,
             "peak_mb": mem.peak / 2**20, "lost": len(lost), "dup": len(dup), "wrong": len(wrong),
-            "sandbox": report.sandbox, "tool_errors": len(report.tool_errors)}
+            "sandbox": report.sandbox, "tool_errors": len(report.tool_errors), "cpu": cpu,
+            "grade_s": sum(secs) / max(1, len(secs)), "load": (load0, load1)}
 
 
 def main(argv=None) -> int:
@@ -138,10 +146,14 @@ def main(argv=None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
     base = rows[0]["per_min"]
     print(f"{'workers':>7} {'subs':>5} {'wall s':>8} {'subs/min':>9} {'speedup':>8} {'peak MiB':>9} "
-          f"{'lost':>5} {'dup':>4} {'wrong':>6} sandbox")
+          f"{'lost':>5} {'dup':>4} {'wrong':>6} {'CPU s/sub':>9} {'wall s/sub':>10} {'load 1-min':>11} sandbox")
     for r in rows:
         print(f"{r['workers']:>7} {r['count']:>5} {r['wall']:>8.1f} {r['per_min']:>9.2f} {r['per_min'] / base:>8.2f} "
-              f"{r['peak_mb']:>9.0f} {r['lost']:>5} {r['dup']:>4} {r['wrong']:>6} {r['sandbox']}")
+              f"{r['peak_mb']:>9.0f} {r['lost']:>5} {r['dup']:>4} {r['wrong']:>6} {r['cpu'] / r['count']:>9.2f} "
+              f"{r['grade_s']:>10.1f} {r['load'][0]:>5.1f}-{r['load'][1]:<5.1f} {r['sandbox']}")
+    print("CPU s/sub: user+system CPU of the graders and kernels (and this process) per submission; wall s/sub: "
+          "mean time one grader spent on one submission (after its start-up); load: 1-minute load average "
+          "before-after")
     return 0 if all(r["lost"] == r["dup"] == r["wrong"] == r["tool_errors"] == 0 for r in rows) else 1
 
 

@@ -11,10 +11,27 @@ Used by every chapter's ``tests/test_<NN>_grading.py``:
     assert scores["alice"].auto == course.max_auto
 
 Each submission is autograded on its own, so a broken one cannot stop the others.
+
+Grading is the slow part of the test suite (one kernel per submission), so the chapter tests use two savings that
+change no automatic grade:
+
+* :func:`lean`: the submission without the ordinary code cells after the last graded test (the chapter's training
+  and demo tail). Every test cell still runs after exactly the same cells as in the full notebook. The solution and
+  the stub stay complete, so the whole notebook is still checked with every answer right and with none;
+* :meth:`ScratchCourse.submit_wrong`: wrong answers to *different* exercises share one submission (at most half
+  of the exercises, rounded up, are wrong in each, so every wrong answer is still seen next to right ones). An
+  answer whose names are read by a cell other than its own tests is never combined: it could change other tests.
+  :meth:`ScratchCourse.assert_loses_only` then checks each wrong answer: its tests score 0, and every test of an
+  exercise answered right in the same submission keeps its points.
+
+The usual checks of a chapter are helpers: :meth:`~ScratchCourse.assert_solution_full`,
+:meth:`~ScratchCourse.assert_stub_zero`, :meth:`~ScratchCourse.assert_loses_only`,
+:meth:`~ScratchCourse.assert_deleted_test_runs`.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
 import os
@@ -79,6 +96,56 @@ def without_cell(nb, grade_id: str):
     nb = copy.deepcopy(nb)
     nb.cells = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") != grade_id]
     return nb
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def lean(nb):
+    """A copy of ``nb`` without the ordinary code cells after the last graded test cell (training, demos).
+
+    Each graded test cell runs after exactly the same cells as in the full notebook, so the automatic grades are
+    those of the full notebook; only the time of the chapter's tail is saved."""
+    nb = copy.deepcopy(nb)
+    tests = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and _meta(c).get("grade")]
+    last = max(tests, default=len(nb.cells))
+    nb.cells = [c for i, c in enumerate(nb.cells) if i <= last or c.cell_type != "code" or _meta(c)]
+    return nb
+
+
+def _names(source: str, kind: str) -> set[str]:
+    """Top-level names a cell defines (``kind="def"``) or any name it reads (``"use"``); IPython magics skipped."""
+    text = "\n".join(ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!")))
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return set()
+    if kind == "use":
+        return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    out = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                out |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return out
+
+
+def coupled_exercises(nb) -> set[str]:
+    """grade_ids of the answer cells whose names are read by a code cell other than the answer itself and the
+    graded tests that follow it (up to the next answer cell): a wrong answer there could change other tests."""
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    answers = [i for i, c in enumerate(cells) if _meta(c).get("solution") and not _meta(c).get("grade")]
+    out = set()
+    for k, i in enumerate(answers):
+        end = answers[k + 1] if k + 1 < len(answers) else len(cells)
+        own = {i} | {j for j in range(i + 1, end) if _meta(cells[j]).get("grade")}
+        defined = _names(cells[i].source, "def")
+        if any(defined & _names(c.source, "use") for j, c in enumerate(cells) if j not in own):
+            out.add(_meta(cells[i])["grade_id"])
+    return out
 
 
 class ScratchCourse:
@@ -155,13 +222,83 @@ class ScratchCourse:
             nbformat.write(nb, path)
         self.students.append(student)
 
+    def submit_wrong(self, solved, wrong: dict, tests: dict, per_submission: int | None = None) -> dict[str, str]:
+        """Submit the wrong answers of ``wrong`` (name -> ``(grade_id, source)`` or ``(grade_id, source, lost
+        tests)``) as lean copies of ``solved``, those to different exercises combined (see the module docstring).
+
+        ``tests``: answer grade_id -> its graded test cell(s) (a str or a list), the tests a wrong answer loses
+        unless it names them. ``per_submission``: most wrong answers in one submission (default: half of the
+        exercises, rounded up). Returns wrong-answer name -> submission name (kept for :meth:`assert_loses_only`)."""
+        base = lean(solved)
+        cap = per_submission or max(1, (len(tests) + 1) // 2)
+        alone = {gid for gid, src, *_ in wrong.values() if gid in coupled_exercises(with_solution(base, gid, src))}
+        groups: list[list[str]] = []
+        for name, (gid, *_rest) in wrong.items():
+            spot = None if gid in alone else next(
+                (g for g in groups if len(g) < cap and gid not in {wrong[n][0] for n in g}
+                 and not alone & {wrong[n][0] for n in g}), None)
+            if spot is None:
+                groups.append([name])
+            else:
+                spot.append(name)
+        if not hasattr(self, "wrong_lost"):
+            self.wrong_in: dict[str, str] = {}
+            self.wrong_lost: dict[str, set[str]] = {}
+        for names in groups:
+            sub = names[0] if len(names) == 1 else "wrong+" + "+".join(names)
+            nb = base
+            for n in names:
+                gid, src, *lost = wrong[n]
+                nb = with_solution(nb, gid, src)
+                own = tests[gid]
+                self.wrong_lost[n] = set(lost[0] if lost else ([own] if isinstance(own, str) else own))
+                self.wrong_in[n] = sub
+            self.submit(sub, nb)
+        return dict(self.wrong_in)
+
     def autograde(self) -> dict[str, Scores]:
         results = {}
         for student in self.students:
             with grading_env():
                 result = self.api.autograde(self.chapter, student, force=True)
             results[student] = self._scores(student) if result.get("success") else None
+        for name, sub in getattr(self, "wrong_in", {}).items():  # a wrong answer's name finds its submission
+            results.setdefault(name, results[sub])
         return results
+
+    # -- the usual checks of a chapter ---------------------------------------------------------------------------
+    def assert_solution_full(self, scores, total: float, student: str = "solution") -> None:
+        """The instructor's answers earn every automatic point, raise no error, and leave the written answers to
+        the instructor."""
+        s = scores[student]
+        assert s is not None, f"{student}: nbgrader could not autograde the submission"
+        assert s.auto == self.max_auto == total, (s.auto, self.max_auto, total, s.by_cell)
+        assert s.needs_manual == bool(self.grade_ids("manual"))
+        assert s.errors() == [], f"{student}: errors in {s.errors()}"
+
+    def assert_stub_zero(self, scores, student: str = "stub") -> None:
+        """The untouched student notebook scores 0 and, run top to bottom, fails only in the graded test cells."""
+        s = scores[student]
+        assert s.auto == 0, s.by_cell
+        assert sorted(s.errors()) == sorted(self.grade_ids("auto")), s.errors()
+
+    def assert_loses_only(self, scores, name: str) -> None:
+        """Wrong answer ``name`` (from :meth:`submit_wrong`) loses its tests' points; every test of an exercise
+        answered right in the same submission keeps its points."""
+        sub = self.wrong_in[name]
+        lost_here = set().union(*(self.wrong_lost[n] for n, s in self.wrong_in.items() if s == sub))
+        by_cell = scores[sub].by_cell
+        for gid in self.wrong_lost[name]:
+            assert by_cell[gid] == 0.0, f"{name}: {gid} did not catch it (submission {sub}: {by_cell})"
+        for gid, points in self.grade_ids("auto").items():
+            if gid not in lost_here:
+                assert by_cell[gid] == points, f"{name}: {gid} lost points it should keep ({sub}: {by_cell})"
+
+    def assert_deleted_test_runs(self, scores, test_id: str, student: str = "deleted_test") -> None:
+        """A deleted test cell is restored from the gradebook, run and graded (on the stub: 0 points, an error)."""
+        s = scores[student]
+        assert test_id in s.by_cell and s.by_cell[test_id] == 0, s.by_cell
+        assert test_id in s.errors()
 
     def _scores(self, student: str) -> Scores:
         with self.api.gradebook as gb:

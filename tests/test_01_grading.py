@@ -3,7 +3,7 @@ answer loses its own exercise's points only, a deleted test still runs, calling 
 
 import pytest
 
-from nbgrader_harness import ScratchCourse, with_solution, without_cell
+from nbgrader_harness import ScratchCourse, lean, with_solution, without_cell
 
 CHAPTER = "01_memory_as_attention"
 
@@ -48,17 +48,16 @@ CALLS_LIBRARY_ALIASED = ("from mem_tutorial.memory.addressing import cosine_simi
 def graded(tmp_path_factory):
     course = ScratchCourse(tmp_path_factory.mktemp("course01"), CHAPTER)
     solved = course.solved_notebook()
-    course.submit("solution", solved)
-    course.submit("stub", course.student_notebook())
-    for student, (gid, src) in WRONG.items():
-        course.submit(student, with_solution(solved, gid, src))
+    course.submit("solution", solved)  # the whole notebook, every answer right
+    course.submit("stub", course.student_notebook())  # the whole notebook, no answer
+    course.submit_wrong(solved, WRONG, TESTS)  # lean, wrong answers to different exercises combined
     second = solved
     for gid, src in SECOND_WRONG.items():
         second = with_solution(second, gid, src)
-    course.submit("second_wrong", second)
+    course.submit("second_wrong", lean(second))
     lib = with_solution(with_solution(solved, "cosine_similarity", CALLS_LIBRARY), "read", CALLS_LIBRARY_ALIASED)
-    course.submit("calls_library", lib)
-    course.submit("deleted_test", without_cell(course.student_notebook(), "test_read"))
+    course.submit("calls_library", lean(lib))
+    course.submit("deleted_test", without_cell(lean(course.student_notebook()), "test_read"))
     return course, course.autograde()
 
 
@@ -71,27 +70,19 @@ def test_point_layout(graded):
 
 def test_solution_gets_full_autograded_points(graded):
     course, scores = graded
-    s = scores["solution"]
-    assert s.auto == course.max_auto == 7
-    assert s.needs_manual  # the written answers wait for the instructor
+    course.assert_solution_full(scores, 7)  # the written answers wait for the instructor
 
 
 def test_stub_gets_zero_and_fails_only_in_test_cells(graded):
     course, scores = graded
-    s = scores["stub"]
-    assert s.auto == 0
     # run top to bottom, the student notebook fails only in the tests of the unimplemented exercises
-    assert sorted(s.errors()) == sorted(TESTS.values())
+    course.assert_stub_zero(scores)
 
 
 @pytest.mark.parametrize("student", sorted(WRONG))
 def test_each_wrong_answer_loses_only_its_exercise(graded, student):
     course, scores = graded
-    exercise = WRONG[student][0]
-    by_cell = scores[student].by_cell
-    for gid, points in course.grade_ids("auto").items():
-        expected = 0.0 if gid == TESTS[exercise] else points
-        assert by_cell[gid] == expected, (student, gid, by_cell)
+    course.assert_loses_only(scores, student)
 
 
 def test_second_wrong_answers_all_caught(graded):
@@ -107,8 +98,5 @@ def test_calling_the_library_earns_nothing(graded):
 
 
 def test_deleted_test_cell_is_restored_and_run(graded):
-    _, scores = graded
-    s = scores["deleted_test"]
-    assert "test_read" in s.by_cell  # restored from the gradebook and graded (the stub fails it: 0)
-    assert s.by_cell["test_read"] == 0
-    assert "test_read" in s.errors()
+    course, scores = graded
+    course.assert_deleted_test_runs(scores, "test_read")  # restored from the gradebook; the stub fails it

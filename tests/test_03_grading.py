@@ -4,7 +4,7 @@ a deleted test still runs, calling the library earns nothing."""
 
 import pytest
 
-from nbgrader_harness import ScratchCourse, with_solution, without_cell
+from nbgrader_harness import ScratchCourse, lean, with_solution, without_cell
 
 CHAPTER = "03_dnc"
 
@@ -65,12 +65,11 @@ CALLS_LIBRARY = ("def allocation_weighting(usage):\n"
 def graded(tmp_path_factory):
     course = ScratchCourse(tmp_path_factory.mktemp("course03"), CHAPTER)
     solved = course.solved_notebook()
-    course.submit("solution", solved)
-    course.submit("stub", course.student_notebook())
-    for student, (gid, src) in WRONG.items():
-        course.submit(student, with_solution(solved, gid, src))
-    course.submit("calls_library", with_solution(solved, "allocation_weighting", CALLS_LIBRARY))
-    course.submit("deleted_test", without_cell(course.student_notebook(), "test_allocation_weighting"))
+    course.submit("solution", solved)  # the whole notebook, every answer right
+    course.submit("stub", course.student_notebook())  # the whole notebook, no answer
+    course.submit_wrong(solved, WRONG, TESTS)  # lean, wrong answers to different exercises combined
+    course.submit("calls_library", lean(with_solution(solved, "allocation_weighting", CALLS_LIBRARY)))
+    course.submit("deleted_test", without_cell(lean(course.student_notebook()), "test_allocation_weighting"))
     return course, course.autograde()
 
 
@@ -83,26 +82,18 @@ def test_point_layout(graded):
 
 def test_solution_gets_full_autograded_points(graded):
     course, scores = graded
-    s = scores["solution"]
-    assert s.auto == course.max_auto == 10
-    assert s.needs_manual
+    course.assert_solution_full(scores, 10)
 
 
 def test_stub_gets_zero_and_fails_only_in_test_cells(graded):
-    _, scores = graded
-    s = scores["stub"]
-    assert s.auto == 0
-    assert sorted(s.errors()) == sorted(TESTS.values())
+    course, scores = graded
+    course.assert_stub_zero(scores)
 
 
 @pytest.mark.parametrize("student", sorted(WRONG))
 def test_each_wrong_answer_loses_only_its_exercise(graded, student):
     course, scores = graded
-    exercise = WRONG[student][0]
-    by_cell = scores[student].by_cell
-    for gid, points in course.grade_ids("auto").items():
-        expected = 0.0 if gid == TESTS[exercise] else points
-        assert by_cell[gid] == expected, (student, gid, by_cell)
+    course.assert_loses_only(scores, student)
 
 
 def test_calling_the_library_earns_nothing(graded):
@@ -113,7 +104,5 @@ def test_calling_the_library_earns_nothing(graded):
 
 
 def test_deleted_test_cell_is_restored_and_run(graded):
-    _, scores = graded
-    s = scores["deleted_test"]
-    assert s.by_cell.get("test_allocation_weighting") == 0
-    assert "test_allocation_weighting" in s.errors()
+    course, scores = graded
+    course.assert_deleted_test_runs(scores, "test_allocation_weighting")

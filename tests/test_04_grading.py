@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nbgrader_harness import ScratchCourse, with_solution, without_cell
+from nbgrader_harness import ScratchCourse, lean, with_solution, without_cell
 
 CHAPTER = "04_memn2n"
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,19 +76,18 @@ def graded(tmp_path_factory):
     os.environ.setdefault("MEM_TUTORIAL_BABI_DIR", BABI)
     course = ScratchCourse(tmp_path_factory.mktemp("course04"), CHAPTER, timeout=300)
     solved = course.solved_notebook()
-    course.submit("solution", solved)
-    course.submit("stub", course.student_notebook())
-    for student, (gid, src) in WRONG.items():
-        course.submit(student, with_solution(solved, gid, src))
+    course.submit("solution", solved)  # the whole notebook, every answer right
+    course.submit("stub", course.student_notebook())  # the whole notebook, no answer
+    course.submit_wrong(solved, WRONG, TESTS)  # lean, wrong answers to different exercises combined
     second = solved
     for gid, src in SECOND_WRONG.items():
         second = with_solution(second, gid, src)
-    course.submit("second_wrong", second)
+    course.submit("second_wrong", lean(second))
     lib = solved
     for gid, src in CALLS_LIBRARY.items():
         lib = with_solution(lib, gid, src)
-    course.submit("calls_library", lib)
-    course.submit("deleted_test", without_cell(course.student_notebook(), "test_memory_hop"))
+    course.submit("calls_library", lean(lib))
+    course.submit("deleted_test", without_cell(lean(course.student_notebook()), "test_memory_hop"))
     return course, course.autograde()
 
 
@@ -100,26 +99,18 @@ def test_point_layout(graded):
 
 def test_solution_gets_full_autograded_points(graded):
     course, scores = graded
-    s = scores["solution"]
-    assert s.auto == course.max_auto == 8
-    assert s.needs_manual
+    course.assert_solution_full(scores, 8)
 
 
 def test_stub_gets_zero_and_fails_only_in_test_cells(graded):
-    _, scores = graded
-    s = scores["stub"]
-    assert s.auto == 0
-    assert sorted(s.errors()) == sorted(TESTS.values())
+    course, scores = graded
+    course.assert_stub_zero(scores)
 
 
 @pytest.mark.parametrize("student", sorted(WRONG))
 def test_each_wrong_answer_loses_only_its_exercise(graded, student):
     course, scores = graded
-    exercise = WRONG[student][0]
-    by_cell = scores[student].by_cell
-    for gid, points in course.grade_ids("auto").items():
-        expected = 0.0 if gid == TESTS[exercise] else points
-        assert by_cell[gid] == expected, (student, gid, by_cell)
+    course.assert_loses_only(scores, student)
 
 
 def test_second_wrong_answers_all_caught(graded):
@@ -135,7 +126,5 @@ def test_calling_the_library_earns_nothing(graded):
 
 
 def test_deleted_test_cell_is_restored_and_run(graded):
-    _, scores = graded
-    s = scores["deleted_test"]
-    assert "test_memory_hop" in s.by_cell and s.by_cell["test_memory_hop"] == 0
-    assert "test_memory_hop" in s.errors()
+    course, scores = graded
+    course.assert_deleted_test_runs(scores, "test_memory_hop")

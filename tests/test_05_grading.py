@@ -3,7 +3,7 @@ answer loses its own exercise's points only, a deleted test still runs, calling 
 
 import pytest
 
-from nbgrader_harness import ScratchCourse, with_solution, without_cell
+from nbgrader_harness import ScratchCourse, lean, with_solution, without_cell
 
 CHAPTER = "05_kv_memnn"
 
@@ -76,18 +76,17 @@ CALLS_LIBRARY_ALIASED = ("from mem_tutorial.memory.keyvalue import hop_update as
 def graded(tmp_path_factory):
     course = ScratchCourse(tmp_path_factory.mktemp("course05"), CHAPTER)
     solved = course.solved_notebook()
-    course.submit("solution", solved)
-    course.submit("stub", course.student_notebook())
-    for student, (gid, src, _) in WRONG.items():
-        course.submit(student, with_solution(solved, gid, src))
+    course.submit("solution", solved)  # the whole notebook, every answer right
+    course.submit("stub", course.student_notebook())  # the whole notebook, no answer
+    course.submit_wrong(solved, WRONG, TESTS)  # lean, wrong answers to different exercises combined
     for name, table in (("second_wrong", SECOND_WRONG), ("third_wrong", THIRD_WRONG)):
         nb = solved
         for gid, src in table.items():
             nb = with_solution(nb, gid, src)
-        course.submit(name, nb)
+        course.submit(name, lean(nb))
     lib = with_solution(with_solution(solved, "key_addressing", CALLS_LIBRARY), "hop_update", CALLS_LIBRARY_ALIASED)
-    course.submit("calls_library", lib)
-    course.submit("deleted_test", without_cell(course.student_notebook(), "test_hop_update"))
+    course.submit("calls_library", lean(lib))
+    course.submit("deleted_test", without_cell(lean(course.student_notebook()), "test_hop_update"))
     return course, course.autograde()
 
 
@@ -100,27 +99,18 @@ def test_point_layout(graded):
 
 def test_solution_gets_full_autograded_points(graded):
     course, scores = graded
-    s = scores["solution"]
-    assert s.auto == course.max_auto == 9
-    assert s.needs_manual
-    assert s.errors() == []
+    course.assert_solution_full(scores, 9)
 
 
 def test_stub_gets_zero_and_fails_only_in_test_cells(graded):
-    _, scores = graded
-    s = scores["stub"]
-    assert s.auto == 0
-    assert sorted(s.errors()) == sorted(t for ts in TESTS.values() for t in ts)
+    course, scores = graded
+    course.assert_stub_zero(scores)
 
 
 @pytest.mark.parametrize("student", sorted(WRONG))
 def test_each_wrong_answer_loses_only_its_exercise(graded, student):
     course, scores = graded
-    lost = WRONG[student][2]
-    by_cell = scores[student].by_cell
-    for gid, points in course.grade_ids("auto").items():
-        expected = 0.0 if gid in lost else points
-        assert by_cell[gid] == expected, (student, gid, by_cell)
+    course.assert_loses_only(scores, student)
 
 
 @pytest.mark.parametrize("student", ["second_wrong", "third_wrong"])
@@ -140,7 +130,5 @@ def test_calling_the_library_earns_nothing(graded):
 
 
 def test_deleted_test_cell_is_restored_and_run(graded):
-    _, scores = graded
-    s = scores["deleted_test"]
-    assert s.by_cell["test_hop_update"] == 0
-    assert "test_hop_update" in s.errors()
+    course, scores = graded
+    course.assert_deleted_test_runs(scores, "test_hop_update")

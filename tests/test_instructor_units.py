@@ -269,20 +269,33 @@ def test_interrupted_autograde_resumes(toy, tmp_path):
     for i, s in enumerate(students):
         d = root / "submitted" / s / "01_toy"
         d.mkdir(parents=True)
-        (d / "toy.ipynb").write_bytes(hc.toy_answer(release, "return x * x" if i % 2 == 0 else "return -1"))
+        # all but the first take a few seconds (wall, not CPU), so Ctrl-C surely lands while one is being graded
+        slow = "time.sleep(2); " if i else ""
+        body = f"import time; {slow}return " + ("x * x" if i % 2 == 0 else "-1")
+        (d / "toy.ipynb").write_bytes(hc.toy_answer(release, body))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     env.pop("MEM_TUTORIAL_DB", None)
     cmd = [sys.executable, "-W", "ignore", "-m", "mem_tutorial.cli", "autograde", "--students", *students,
            "--no-progress", "--root", str(root)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def ctrl_c_works():  # a test runner may hand its children an ignored or blocked SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=ctrl_c_works)
     first = root / "autograded" / students[0] / "01_toy" / "mem_tutorial_result.json"
-    deadline = time.time() + 300
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
+    t0 = time.time()
+    while not first.exists() and proc.poll() is None and time.time() < t0 + 300:
+        time.sleep(0.1)
+    status = Path(f"/proc/{proc.pid}/status")
+    sig = [ln for ln in status.read_text().splitlines() if ln.startswith(("SigBlk", "SigIgn", "SigCgt"))] \
+        if status.exists() else []
+    seen = (f"result of r0 seen: {first.exists()}, grader still running: {proc.poll() is None}, "
+            f"after {time.time() - t0:.1f} s; signals of the grader: {sig}")
     proc.send_signal(signal.SIGINT)  # Ctrl-C while the next submission is being graded
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "run the same command again to resume" in out, out
+    assert proc.returncode == 130 and "run the same command again to resume" in out, f"{seen}\n{out}"
     done = [s for s in students if (root / "autograded" / s / "01_toy" / "mem_tutorial_result.json").exists()]
     assert 1 <= len(done) < len(students)
     resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

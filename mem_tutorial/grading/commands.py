@@ -16,6 +16,9 @@ from pathlib import Path
 
 
 def _course(args):
+    # jsonschema (under nbformat) builds the grammar of its optional IRI format checker when imported: ~1.6 s of
+    # CPU for every command; no notebook or gradebook schema uses that format
+    sys.modules.setdefault("rfc3987_syntax", None)
     from mem_tutorial.grading.course import Course
     from mem_tutorial.grading.release import repo_root
 

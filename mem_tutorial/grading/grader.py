@@ -307,6 +307,8 @@ def grade(job: dict) -> dict:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     result["seconds"] = round(time.time() - t0, 2)
+    if job.get("started"):  # process start and imports, before grade() began
+        result["startup_seconds"] = round(t0 - float(job["started"]), 2)
     return result
 
 
