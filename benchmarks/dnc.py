@@ -172,9 +172,9 @@ def cmd_repeat_copy(args: argparse.Namespace) -> None:
 #: The reuse-task configuration used for the shipped checkpoint, the notebook and RESULTS.md: a key-value store of
 #: 4 live items over 6 keys; 2 rounds that delete 1-3 random items and store as many new ones; then every live item
 #: is asked for. A memory of 4 slots must reuse the freed slots, which are out of write order.
-REUSE_TASK = dict(slots=4, rounds=2, min_frees=1, max_frees=3, keys=6, width=4)
+REUSE_TASK = dict(slots=6, rounds=2, min_frees=2, max_frees=5, keys=8, width=4)
 #: Both models get the same memory (4 x 8), the same LSTM controller (64) and one read and one write head.
-REUSE_MEMORY = dict(slots=4, word=8, reads=1, hidden=64)
+REUSE_MEMORY = dict(slots=6, word=8, reads=1, hidden=64)
 
 
 def reuse_io(task: dict) -> tuple[int, int]:
@@ -234,11 +234,12 @@ def cmd_reuse(args: argparse.Namespace) -> None:
                    **recipe}
             if args.out:
                 Path(args.out).write_text(json.dumps(res, indent=1))
-            if args.checkpoint and args.model == "dnc":
+            if args.checkpoint:
                 history = History()
                 for step, err, loss in curve:
                     history.log(step, loss=loss, error=err)
-                save_checkpoint(args.checkpoint, model, model.config(), history, task=task, recipe=recipe)
+                config = model.config() if args.model == "dnc" else model.config.to_dict()
+                save_checkpoint(args.checkpoint, model, config, history, task=task, recipe=recipe)
 
         res = train_until(model, lambda: reuse_task(args.batch, generator=gen, **task), args.max_steps,
                           args.lr, eval_batch, args.eval_every, 0.1 if args.stop else -1.0, "adam", args.clip,
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     ru.add_argument("--hidden", type=int, default=None, help="LSTM controller size")
     ru.add_argument("--shift-range", type=int, default=3, help="the NTM's shift range (odd)")
     ru.add_argument("--out", type=str, default=None)
-    ru.add_argument("--checkpoint", type=str, default=None, help="save the trained DNC here")
+    ru.add_argument("--checkpoint", type=str, default=None, help="save the trained model here (DNC or NTM)")
     ru.set_defaults(func=cmd_reuse)
     sh = sub.add_parser("ship", help="write mem_tutorial/checkpoints/dnc_reuse.pt from a reuse run")
     sh.add_argument("--dnc-checkpoint", required=True)

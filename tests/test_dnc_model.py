@@ -222,7 +222,7 @@ def _replay_reuse(batch, slots, keys, width):
     return stats
 
 
-@pytest.mark.parametrize("slots,rounds,min_frees,max_frees,keys,width", [(4, 2, 1, 3, 6, 4), (3, 3, 2, 3, 3, 2),
+@pytest.mark.parametrize("slots,rounds,min_frees,max_frees,keys,width", [(6, 2, 2, 5, 8, 4), (3, 3, 2, 3, 3, 2),
                                                                         (5, 0, 1, 1, 5, 3)])
 def test_reuse_task_is_a_consistent_key_value_store(slots, rounds, min_frees, max_frees, keys, width):
     from mem_tutorial.tasks.reuse import live_items, reuse_task
@@ -246,11 +246,30 @@ def test_reuse_task_is_a_consistent_key_value_store(slots, rounds, min_frees, ma
 def test_reuse_task_frees_out_of_write_order_and_reuses_keys():
     from mem_tutorial.tasks.reuse import reuse_task
 
-    b = reuse_task(256, generator=torch.Generator().manual_seed(0))
-    stats = _replay_reuse(b, 4, 6, 4)
-    # a cyclic writer reuses the oldest slot; the task deletes the oldest live item only ~1/4 of the time
-    assert stats["retrievals"] > 200 and stats["oldest"] / stats["retrievals"] < 0.4
+    b = reuse_task(256, generator=torch.Generator().manual_seed(0))  # defaults: 6 slots, 8 keys, 4 bits
+    stats = _replay_reuse(b, 6, 8, 4)
+    # a cyclic writer reuses the oldest slot; the task deletes the oldest live item only ~1/6 of the time
+    assert stats["retrievals"] > 200 and stats["oldest"] / stats["retrievals"] < 0.3
     assert stats["stale_keys"] > 100, "keys come back with new values (a stale copy gives a wrong answer)"
+
+
+def test_cyclic_writer_baseline():
+    from mem_tutorial.tasks.reuse import cyclic_writer_answers, reuse_task
+
+    # hand-checked: 2 slots, keys a=0, b=1, c=2. store a (slot 0), store b (slot 1), retrieve b (ok),
+    # store c (slot 0: overwrites a, still live), retrieve a (wrong), retrieve c (ok)
+    K = 3
+    ops = [(0, 0), (0, 1), (1, 1), (0, 2), (1, 0), (1, 2)]
+    x = torch.zeros(1, len(ops), 2 + K + 1)
+    for t, (op, key) in enumerate(ops):
+        x[0, t, op] = 1
+        x[0, t, 2 + key] = 1
+    assert cyclic_writer_answers(x, 2, K)[0].tolist() == [False, False, True, False, False, True]
+    # with no deletion rounds the cyclic writer is perfect; with rounds it is not
+    b = reuse_task(64, rounds=0, generator=torch.Generator().manual_seed(0))
+    assert cyclic_writer_answers(b.inputs, 6, 8).sum() == b.masks.sum()
+    b = reuse_task(256, generator=torch.Generator().manual_seed(0))
+    assert cyclic_writer_answers(b.inputs, 6, 8).sum() < 0.9 * b.masks.sum()
 
 
 def test_reuse_task_is_seeded_and_checks_its_arguments():
@@ -263,7 +282,7 @@ def test_reuse_task_is_seeded_and_checks_its_arguments():
     with pytest.raises(ValueError, match="frees"):
         reuse_task(2, slots=2, max_frees=3)
     with pytest.raises(ValueError, match="keys"):
-        reuse_task(2, slots=4, keys=3)
+        reuse_task(2, slots=4, max_frees=3, keys=3)
     with pytest.raises(ValueError, match="slots"):
         reuse_task(2, slots=0)
 

@@ -47,11 +47,11 @@ RETRIEVE = 1
 def reuse_task(
     batch_size: int,
     *,
-    slots: int = 4,
+    slots: int = 6,
     rounds: int = 2,
-    min_frees: int = 1,
-    max_frees: int = 3,
-    keys: int = 6,
+    min_frees: int = 2,
+    max_frees: int = 5,
+    keys: int = 8,
     width: int = 4,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
@@ -131,3 +131,35 @@ def live_items(inputs: torch.Tensor) -> torch.Tensor:
     ``inputs`` [B, T, 2 + K + width] -> [B, T]: stores add one, retrievals remove one. The task keeps it in
     [0, slots]; a model with N = slots memory slots must therefore reuse every freed slot."""
     return torch.cumsum(inputs[..., STORE] - inputs[..., RETRIEVE], dim=1)
+
+
+def cyclic_writer_answers(inputs: torch.Tensor, slots: int, keys: int) -> torch.Tensor:
+    """Which retrievals a perfect *cyclic* writer with ``slots`` slots answers correctly.
+
+    The baseline for an NTM that reuses memory by position: the i-th store goes to slot i mod N (the write head
+    walks round the slots), and a retrieval is answered correctly when the key's slot has not been overwritten
+    since. (Reading is assumed perfect, by content.) Shows how much of the task order-based reuse can solve.
+
+    Args:
+        inputs: [B, T, 2 + K + width] from :func:`reuse_task`.
+        slots: N.
+        keys: K.
+
+    Returns:
+        [B, T] bool: True at the retrieval steps answered correctly (False elsewhere).
+    """
+    B, T, _ = inputs.shape
+    dev = inputs.device
+    rows = torch.arange(B, device=dev)
+    owner = torch.full((B, slots), -1, dtype=torch.long, device=dev)  # the key written last into each slot
+    slot_of = torch.zeros(B, keys, dtype=torch.long, device=dev)  # where each key was written last
+    pointer = torch.zeros(B, dtype=torch.long, device=dev)
+    correct = torch.zeros(B, T, dtype=torch.bool, device=dev)
+    for t in range(T):
+        s, r = inputs[:, t, STORE] > 0, inputs[:, t, RETRIEVE] > 0
+        key = inputs[:, t, 2 : 2 + keys].argmax(-1)
+        correct[:, t] = r & (owner[rows, slot_of[rows, key]] == key)
+        owner[rows, pointer] = torch.where(s, key, owner[rows, pointer])
+        slot_of[rows, key] = torch.where(s, pointer, slot_of[rows, key])
+        pointer = torch.where(s, (pointer + 1) % slots, pointer)
+    return correct
