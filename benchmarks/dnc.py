@@ -201,7 +201,7 @@ def build_reuse_model(kind: str, task: dict | None = None, slots: int | None = N
 def reuse_config(args: argparse.Namespace) -> tuple[dict, dict]:
     """The task and the memory of a ``reuse`` run: the defaults with the command line's overrides."""
     task, memory = dict(REUSE_TASK), dict(REUSE_MEMORY)
-    for key in ("rounds", "min_frees", "max_frees", "keys"):
+    for key in ("rounds", "min_frees", "max_frees", "keys", "width"):
         if getattr(args, key) is not None:
             task[key] = getattr(args, key)
     for key in ("word", "reads", "hidden"):
@@ -311,6 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     ru.add_argument("--min-frees", type=int, default=None)
     ru.add_argument("--max-frees", type=int, default=None)
     ru.add_argument("--keys", type=int, default=None)
+    ru.add_argument("--width", type=int, default=None, help="value bits")
     ru.add_argument("--word", type=int, default=None, help="override REUSE_MEMORY (word size W)")
     ru.add_argument("--reads", type=int, default=None, help="read heads R (both models)")
     ru.add_argument("--hidden", type=int, default=None, help="LSTM controller size")
