@@ -339,7 +339,7 @@ def test_shipped_checkpoint_loads_and_solves_the_reuse_task():
     load_checkpoint(path, model)
     task = payload["extra"]["task"]
     assert model.memory_slots == task["slots"], "the memory holds exactly the live items: freed slots must be reused"
-    assert set(payload["extra"]["comparison"]) == {"DNC", "NTM"}
+    assert {"DNC", "NTM"} <= set(payload["extra"]["comparison"])
     batch = reuse_task(64, generator=torch.Generator().manual_seed(123), **task)
     with torch.no_grad():
         err = bits_error(model(batch.inputs)[0], batch.targets, batch.masks).mean()
