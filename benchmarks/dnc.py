@@ -4,7 +4,7 @@ Examples (the commands behind benchmarks/RESULTS.md, Chapter 3):
 
     python benchmarks/dnc.py speed                       # ms per training step, B=1 and B=32
     python benchmarks/dnc.py repeat-copy --seeds 0 1 2   # steps to < 0.1 bit/seq, deepmind/dnc defaults
-    python benchmarks/dnc.py reuse --seeds 0             # DNC vs NTM at equal memory size
+    python benchmarks/dnc.py reuse --model dnc --seeds 0  # the reuse task (and --model ntm: same memory size)
 
 Timings are CPU *process* time with one thread (less sensitive to other processes on a shared machine than
 wall time); the table prints the median and the minimum over the timed repeats.
@@ -169,22 +169,47 @@ def cmd_repeat_copy(args: argparse.Namespace) -> None:
             Path(args.out).write_text(json.dumps(results, indent=1))
 
 
-#: The reuse-task configuration used for the shipped checkpoint, the notebook and RESULTS.md: two copy episodes of
-#: 2-3 vectors, a memory of 3 slots, so the second episode must reuse slots of the first (kept small so that it
-#: trains on a shared 2-core CPU; the generator takes any size).
-REUSE_TASK = dict(episodes=2, min_len=2, max_len=3, width=4)
-REUSE_DNC = dict(memory_slots=3, word_size=8, read_heads=2, hidden_size=64)
-REUSE_NTM = dict(memory_slots=3, memory_width=8, read_heads=1, controller_size=64)
+#: The reuse-task configuration used for the shipped checkpoint, the notebook and RESULTS.md: a key-value store of
+#: 4 live items over 6 keys; 2 rounds that delete 1-3 random items and store as many new ones; then every live item
+#: is asked for. A memory of 4 slots must reuse the freed slots, which are out of write order.
+REUSE_TASK = dict(slots=6, rounds=2, min_frees=2, max_frees=5, keys=8, width=4)
+#: Both models get the same memory (4 x 8), the same LSTM controller (64) and one read and one write head.
+REUSE_MEMORY = dict(slots=6, word=8, reads=1, hidden=64)
 
 
-def build_reuse_model(kind: str, slots: int | None = None) -> torch.nn.Module:
-    """The DNC or the NTM for the reuse task, with the same memory size (N x W)."""
-    inputs, outputs = REUSE_TASK["width"] + 1, REUSE_TASK["width"]
+def reuse_io(task: dict) -> tuple[int, int]:
+    """Input and output sizes of :func:`mem_tutorial.tasks.reuse.reuse_task` with this configuration."""
+    return 2 + task["keys"] + task["width"], task["width"]
+
+
+def build_reuse_model(kind: str, task: dict | None = None, slots: int | None = None, word: int | None = None,
+                      reads: int | None = None, hidden: int | None = None, shift_range: int = 3) -> torch.nn.Module:
+    """The DNC or the NTM for the reuse task, with the same memory (N x W), controller and read heads."""
+    inputs, outputs = reuse_io(task or REUSE_TASK)
+    N = slots or REUSE_MEMORY["slots"]
+    W = word or REUSE_MEMORY["word"]
+    R = reads or REUSE_MEMORY["reads"]
+    H = hidden or REUSE_MEMORY["hidden"]
     if kind == "dnc":
-        return DNC(inputs, outputs, **dict(REUSE_DNC, **({"memory_slots": slots} if slots else {})))
+        return DNC(inputs, outputs, memory_slots=N, word_size=W, read_heads=R, hidden_size=H)
     from mem_tutorial.models.ntm import NTM  # Chapter 2
 
-    return NTM(input_size=inputs, output_size=outputs, **dict(REUSE_NTM, **({"memory_slots": slots} if slots else {})))
+    return NTM(input_size=inputs, output_size=outputs, memory_slots=N, memory_width=W, read_heads=R,
+               controller_size=H, shift_range=shift_range)
+
+
+def reuse_config(args: argparse.Namespace) -> tuple[dict, dict]:
+    """The task and the memory of a ``reuse`` run: the defaults with the command line's overrides."""
+    task, memory = dict(REUSE_TASK), dict(REUSE_MEMORY)
+    for key in ("rounds", "min_frees", "max_frees", "keys", "width"):
+        if getattr(args, key) is not None:
+            task[key] = getattr(args, key)
+    for key in ("word", "reads", "hidden"):
+        if getattr(args, key) is not None:
+            memory[key] = getattr(args, key)
+    if args.slots is not None:  # the task's live items and the memory's slots change together
+        task["slots"] = memory["slots"] = args.slots
+    return task, memory
 
 
 def cmd_reuse(args: argparse.Namespace) -> None:
@@ -192,26 +217,29 @@ def cmd_reuse(args: argparse.Namespace) -> None:
     from mem_tutorial.train import History, save_checkpoint
 
     torch.set_num_threads(1)
-    task = dict(REUSE_TASK)
-    for key in ("episodes", "min_len", "max_len"):
-        if getattr(args, key) is not None:
-            task[key] = getattr(args, key)
+    task, memory = reuse_config(args)
+    print(f"reuse task {task}; {args.model} with memory {memory}"
+          + (f", shift range {args.shift_range}" if args.model == "ntm" else ""), flush=True)
     for seed in args.seeds:
         seed_everything(seed)
         gen = torch.Generator().manual_seed(seed)
         eval_batch = reuse_task(512, generator=torch.Generator().manual_seed(10_000 + seed), **task)
-        model = build_reuse_model(args.model, args.slots)
-        def save(curve, model=model, seed=seed):
-            res = {"curve": curve, "seed": seed, "model": args.model, "task": task, "slots": args.slots, "lr": args.lr,
-                   "batch_size": args.batch, "steps_run": curve[-1][0], "final_error": curve[-1][1]}
+        model = build_reuse_model(args.model, task, shift_range=args.shift_range, **memory)
+        recipe = dict(seed=seed, batch_size=args.batch, lr=args.lr, clip=args.clip, optimizer="adam",
+                      eval_every=args.eval_every, eval_batch=f"reuse_task(512, seed {10_000 + seed})")
+
+        def save(curve, model=model, recipe=recipe):
+            res = {"curve": curve, "model": args.model, "task": task, "memory": memory, "steps_run": curve[-1][0],
+                   "final_error": curve[-1][1], "shift_range": args.shift_range if args.model == "ntm" else None,
+                   **recipe}
             if args.out:
                 Path(args.out).write_text(json.dumps(res, indent=1))
-            if args.checkpoint and args.model == "dnc":
+            if args.checkpoint:
                 history = History()
                 for step, err, loss in curve:
                     history.log(step, loss=loss, error=err)
-                save_checkpoint(args.checkpoint, model, model.config(), history, task=task, seed=seed,
-                                batch_size=args.batch, lr=args.lr)
+                config = model.config() if args.model == "dnc" else model.config.to_dict()
+                save_checkpoint(args.checkpoint, model, config, history, task=task, recipe=recipe)
 
         res = train_until(model, lambda: reuse_task(args.batch, generator=gen, **task), args.max_steps,
                           args.lr, eval_batch, args.eval_every, 0.1 if args.stop else -1.0, "adam", args.clip,
@@ -225,16 +253,17 @@ def cmd_ship(args: argparse.Namespace) -> None:
     """Write the course checkpoint: a trained DNC plus the DNC and NTM learning curves on the reuse task."""
     from mem_tutorial.train import load_checkpoint, save_checkpoint
 
-    model = build_reuse_model("dnc")
-    # runs started before the library stored torch's version as a plain string wrote a TorchVersion object
-    with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
-        payload = load_checkpoint(args.dnc_checkpoint, model)
+    payload = load_checkpoint(args.dnc_checkpoint)
+    model = DNC(**payload["config"])
+    load_checkpoint(args.dnc_checkpoint, model)
     comparison = {}
-    for name, path in (("DNC", args.dnc_curve), ("NTM", args.ntm_curve)):
-        if path:
+    for name, paths in (("DNC", args.dnc_curve), ("NTM", args.ntm_curve)):
+        for path in paths or []:
             res = json.loads(Path(path).read_text())
-            comparison[name] = {"steps": [c[0] for c in res["curve"]], "error": [c[1] for c in res["curve"]],
-                                "lr": res.get("lr"), "batch_size": res.get("batch_size")}
+            label = name if name not in comparison else f"{name} (seed {res['seed']})"
+            comparison[label] = {"steps": [c[0] for c in res["curve"]], "error": [c[1] for c in res["curve"]],
+                                 "seed": res["seed"], "lr": res["lr"], "batch_size": res["batch_size"],
+                                 "memory": res["memory"], "shift_range": res.get("shift_range")}
     extra = dict(payload["extra"], comparison=comparison)
     out = save_checkpoint(args.to, model, model.config(), payload["history"], **extra)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
@@ -271,23 +300,29 @@ def main(argv: list[str] | None = None) -> None:
     ru = sub.add_parser("reuse", help="the memory-reuse task: DNC or NTM with the same memory size")
     ru.add_argument("--model", choices=["dnc", "ntm"], default="dnc")
     ru.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ru.add_argument("--batch", type=int, default=16)
-    ru.add_argument("--max-steps", type=int, default=10_000)
+    ru.add_argument("--batch", type=int, default=32)
+    ru.add_argument("--max-steps", type=int, default=2000)
     ru.add_argument("--eval-every", type=int, default=100)
-    ru.add_argument("--lr", type=float, default=1e-3)
+    ru.add_argument("--lr", type=float, default=1e-2)
     ru.add_argument("--clip", type=float, default=10.0)
     ru.add_argument("--stop", action="store_true", help="stop at < 0.1 bit/seq")
-    ru.add_argument("--episodes", type=int, default=None, help="override REUSE_TASK")
-    ru.add_argument("--min-len", type=int, default=None)
-    ru.add_argument("--max-len", type=int, default=None)
-    ru.add_argument("--slots", type=int, default=None, help="memory slots N for both models (default 3)")
+    ru.add_argument("--slots", type=int, default=None, help="live items of the task = memory slots N of both models")
+    ru.add_argument("--rounds", type=int, default=None, help="override REUSE_TASK")
+    ru.add_argument("--min-frees", type=int, default=None)
+    ru.add_argument("--max-frees", type=int, default=None)
+    ru.add_argument("--keys", type=int, default=None)
+    ru.add_argument("--width", type=int, default=None, help="value bits")
+    ru.add_argument("--word", type=int, default=None, help="override REUSE_MEMORY (word size W)")
+    ru.add_argument("--reads", type=int, default=None, help="read heads R (both models)")
+    ru.add_argument("--hidden", type=int, default=None, help="LSTM controller size")
+    ru.add_argument("--shift-range", type=int, default=3, help="the NTM's shift range (odd)")
     ru.add_argument("--out", type=str, default=None)
-    ru.add_argument("--checkpoint", type=str, default=None, help="save the trained DNC here")
+    ru.add_argument("--checkpoint", type=str, default=None, help="save the trained model here (DNC or NTM)")
     ru.set_defaults(func=cmd_reuse)
     sh = sub.add_parser("ship", help="write mem_tutorial/checkpoints/dnc_reuse.pt from a reuse run")
     sh.add_argument("--dnc-checkpoint", required=True)
-    sh.add_argument("--dnc-curve", default=None)
-    sh.add_argument("--ntm-curve", default=None)
+    sh.add_argument("--dnc-curve", nargs="*", default=None, help="JSON curves of DNC runs (the first is the shipped run)")
+    sh.add_argument("--ntm-curve", nargs="*", default=None, help="JSON curves of NTM runs")
     sh.add_argument("--to", default=str(ROOT / "mem_tutorial" / "checkpoints" / "dnc_reuse.pt"))
     sh.set_defaults(func=cmd_ship)
     args = parser.parse_args(argv)

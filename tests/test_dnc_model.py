@@ -188,30 +188,103 @@ def test_float64_and_config_roundtrip():
 
 
 # ---------------------------------------------------------------- Chapter 3 tasks
-def test_reuse_task_layout():
-    from mem_tutorial.tasks.reuse import needs_reuse, reuse_task
+def _replay_reuse(batch, slots, keys, width):
+    """Replay a reuse_task batch operation by operation with a Python dict (independent of the generator)."""
+    stats = {"retrievals": 0, "oldest": 0, "stale_keys": 0}
+    for k in range(batch.inputs.shape[0]):
+        x, n = batch.inputs[k], int(batch.lengths[k])
+        store: dict[int, tuple[list[float], int]] = {}  # key -> (value, time written)
+        deleted: set[int] = set()
+        for t in range(x.shape[0]):
+            op_store, op_retrieve = float(x[t, 0]), float(x[t, 1])
+            key_vec, value = x[t, 2 : 2 + keys], x[t, 2 + keys :]
+            if t >= n:  # padding: nothing at all
+                assert x[t].abs().sum() == 0 and batch.targets[k, t].abs().sum() == 0 and batch.masks[k, t] == 0
+                continue
+            assert op_store + op_retrieve == 1 and key_vec.sum() == 1, "exactly one operation and one key per step"
+            key = int(key_vec.argmax())
+            if op_store:
+                assert key not in store, "a store uses a key that is not live"
+                assert batch.masks[k, t] == 0 and batch.targets[k, t].abs().sum() == 0
+                stats["stale_keys"] += key in deleted
+                store[key] = (value.tolist(), t)
+            else:
+                assert key in store, "a retrieval asks for a live key"
+                assert value.abs().sum() == 0 and batch.masks[k, t] == 1
+                assert batch.targets[k, t].tolist() == store[key][0], "the target is the value stored under the key"
+                if len(store) == slots and t < n - slots:  # a deletion in a round, memory full
+                    stats["retrievals"] += 1
+                    stats["oldest"] += store[key][1] == min(w for _, w in store.values())
+                del store[key]
+                deleted.add(key)
+            assert len(store) <= slots, "never more live items than slots"
+        assert not store, "the final recall empties the store"
+    return stats
 
-    g = torch.Generator().manual_seed(0)
-    b = reuse_task(5, episodes=3, min_len=2, max_len=4, width=5, generator=g)
-    B, T, _ = b.inputs.shape
-    assert b.inputs.shape[-1] == 6 and b.targets.shape == (B, T, 5) and b.masks.shape == (B, T)
-    for k in range(B):
-        n = int(b.lengths[k])
-        delims = torch.nonzero(b.inputs[k, :, 5]).flatten().tolist()
-        assert len(delims) == 3
-        start = 0
-        for d in delims:  # each episode: L vectors, delimiter, L answers equal to the vectors
-            L = d - start
-            assert 2 <= L <= 4
-            torch.testing.assert_close(b.targets[k, d + 1 : d + 1 + L], b.inputs[k, start:d, :5])
-            assert b.masks[k, d + 1 : d + 1 + L].sum() == L and b.masks[k, start : d + 1].sum() == 0
-            start = d + 1 + L
-        assert start == n and b.masks[k, n:].sum() == 0 and b.inputs[k, n:].sum() == 0
-    assert needs_reuse(8, 3, 3) and not needs_reuse(16, 3, 3)
-    b2 = reuse_task(5, episodes=3, min_len=2, max_len=4, width=5, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(b.inputs, b2.inputs)
-    with pytest.raises(ValueError):
-        reuse_task(2, episodes=0)
+
+@pytest.mark.parametrize("slots,rounds,min_frees,max_frees,keys,width", [(6, 2, 2, 5, 8, 4), (3, 3, 2, 3, 3, 2),
+                                                                        (5, 0, 1, 1, 5, 3)])
+def test_reuse_task_is_a_consistent_key_value_store(slots, rounds, min_frees, max_frees, keys, width):
+    from mem_tutorial.tasks.reuse import live_items, reuse_task
+
+    b = reuse_task(64, slots=slots, rounds=rounds, min_frees=min_frees, max_frees=max_frees, keys=keys, width=width,
+                   generator=torch.Generator().manual_seed(slots))
+    B, T, C = b.inputs.shape
+    assert C == 2 + keys + width and b.targets.shape == (B, T, width) and b.masks.shape == (B, T)
+    assert T == int(b.lengths.max())
+    _replay_reuse(b, slots, keys, width)
+    live = live_items(b.inputs)
+    assert live.min() >= 0 and live.max() == slots
+    assert (live.gather(1, (b.lengths - 1).unsqueeze(1)) == 0).all()
+    # retrievals = the fill's items + one per deletion; each round deletes min_frees..max_frees items
+    deletions = b.masks.sum(1) - slots
+    assert (deletions >= rounds * min_frees).all() and (deletions <= rounds * max_frees).all()
+    assert torch.equal(b.lengths.float(), 2 * b.masks.sum(1))
+    assert torch.equal(b.masks, b.inputs[..., 1])
+
+
+def test_reuse_task_frees_out_of_write_order_and_reuses_keys():
+    from mem_tutorial.tasks.reuse import reuse_task
+
+    b = reuse_task(256, generator=torch.Generator().manual_seed(0))  # defaults: 6 slots, 8 keys, 4 bits
+    stats = _replay_reuse(b, 6, 8, 4)
+    # a cyclic writer reuses the oldest slot; the task deletes the oldest live item only ~1/6 of the time
+    assert stats["retrievals"] > 200 and stats["oldest"] / stats["retrievals"] < 0.3
+    assert stats["stale_keys"] > 100, "keys come back with new values (a stale copy gives a wrong answer)"
+
+
+def test_cyclic_writer_baseline():
+    from mem_tutorial.tasks.reuse import cyclic_writer_answers, reuse_task
+
+    # hand-checked: 2 slots, keys a=0, b=1, c=2. store a (slot 0), store b (slot 1), retrieve b (ok),
+    # store c (slot 0: overwrites a, still live), retrieve a (wrong), retrieve c (ok)
+    K = 3
+    ops = [(0, 0), (0, 1), (1, 1), (0, 2), (1, 0), (1, 2)]
+    x = torch.zeros(1, len(ops), 2 + K + 1)
+    for t, (op, key) in enumerate(ops):
+        x[0, t, op] = 1
+        x[0, t, 2 + key] = 1
+    assert cyclic_writer_answers(x, 2, K)[0].tolist() == [False, False, True, False, False, True]
+    # with no deletion rounds the cyclic writer is perfect; with rounds it is not
+    b = reuse_task(64, rounds=0, generator=torch.Generator().manual_seed(0))
+    assert cyclic_writer_answers(b.inputs, 6, 8).sum() == b.masks.sum()
+    b = reuse_task(256, generator=torch.Generator().manual_seed(0))
+    assert cyclic_writer_answers(b.inputs, 6, 8).sum() < 0.9 * b.masks.sum()
+
+
+def test_reuse_task_is_seeded_and_checks_its_arguments():
+    from mem_tutorial.tasks.reuse import reuse_task
+
+    b1 = reuse_task(5, generator=torch.Generator().manual_seed(3))
+    b2 = reuse_task(5, generator=torch.Generator().manual_seed(3), device="cpu")
+    assert all(torch.equal(x, y) for x, y in zip(b1, b2))
+    assert not torch.equal(b1.inputs, reuse_task(5, generator=torch.Generator().manual_seed(4)).inputs)
+    with pytest.raises(ValueError, match="frees"):
+        reuse_task(2, slots=2, max_frees=3)
+    with pytest.raises(ValueError, match="keys"):
+        reuse_task(2, slots=4, max_frees=3, keys=3)
+    with pytest.raises(ValueError, match="slots"):
+        reuse_task(2, slots=0)
 
 
 def test_graph_traversal_task_answers_follow_the_edges():
@@ -265,8 +338,8 @@ def test_shipped_checkpoint_loads_and_solves_the_reuse_task():
     model = DNC(**payload["config"])
     load_checkpoint(path, model)
     task = payload["extra"]["task"]
-    assert model.memory_slots < task["episodes"] * task["min_len"], "the task must need memory reuse"
-    assert set(payload["extra"]["comparison"]) == {"DNC", "NTM"}
+    assert model.memory_slots == task["slots"], "the memory holds exactly the live items: freed slots must be reused"
+    assert {"DNC", "NTM"} <= set(payload["extra"]["comparison"])
     batch = reuse_task(64, generator=torch.Generator().manual_seed(123), **task)
     with torch.no_grad():
         err = bits_error(model(batch.inputs)[0], batch.targets, batch.masks).mean()
