@@ -14,16 +14,25 @@ Position encoding (Sec. 4.1): l_kj = (1 - j/J) - (k/d)(1 - 2j/J), with 1-based w
 embedding index k = 1..d. **Paper vs. official code.** The reference Matlab code (facebook/MemNN,
 MemN2N-babi-matlab/build_model.m) uses a different matrix, l_kj = 1 + 4 (k - (d+1)/2)(j - (J+1)/2) / (d J),
 and takes J as the padded sentence length (plus one slot for its "time word"), not each sentence's length.
-This module follows the **paper's formula** (:func:`position_encoding`); the official one is available as
-:func:`position_encoding_official` (``MemN2NConfig(pe_formula="official")``). Like the official code we use
-the padded length J for every sentence, so a word's weights do not depend on the sentence's length.
+:func:`position_encoding` is the **paper's formula**; the official one is :func:`position_encoding_official`
+(``MemN2NConfig(pe_formula="official")``). Writing x = j/J and y = k/d, the paper's matrix is
+1/2 + 2(x - 1/2)(y - 1/2) and the official one about 1 + 4(x - 1/2)(y - 1/2): the same shape, **twice as large**.
+The factor matters for training (it scales every score u^T m_i by about 4): with the paper's matrix our models
+stayed at chance on the yes/no and induction tasks 6, 16 and 18 (benchmarks/RESULTS.md), so the paper's
+numbers come from the official matrix, which :func:`paper_config` (the benchmarks' and notebook's
+architecture) uses. Like the official code we use the padded length J for every sentence, so a word's weights
+do not depend on the sentence's length.
 
 Other conventions (each noted where it is implemented):
 
 * memory slot 0 is the oldest kept sentence; the temporal index of a memory is its *age* (0 = most recent),
   as in the official code, which numbers time words from the most recent sentence;
-* padded memory slots are masked: they get exactly zero attention (the official code lets them take a share
-  of the softmax with a zero output vector; the paper does not discuss padding);
+* unfilled memory slots: by default (``MemN2NConfig.slots=None``) they are masked and get exactly zero
+  attention. The official code instead has a memory of fixed size min(50, longest story) whose unfilled slots
+  hold only nil words: m_i = c_i = 0, score 0, and they take a share of the softmax while returning nothing
+  (``slots=N``, :func:`memory_attention`'s ``empty``). That share is what lets |o| shrink when no memory
+  matches the question, and the yes/no tasks (6, 9, 10, 18) need it; :func:`paper_config` uses it. The paper
+  does not discuss padding;
 * random noise (RN, Sec. 4.1, "add 10 % of empty memories"): as in the official code (train.m), each story
   gets ``nblank ~ U{0..ceil(0.1 n)}`` empty slots interleaved at random, which spreads the n sentences' ages
   over 0..n+nblank-1 (:func:`random_noise_ages`);
