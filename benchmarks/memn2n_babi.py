@@ -47,8 +47,7 @@ def run_joint(args) -> dict:
     data = babi.load_babi(args.tasks, args.variant, args.data_dir, seed=args.split_seed)
     S = len(args.seeds)
     torch.manual_seed(args.seeds[0])
-    cfg = M.MemN2NConfig(len(data.vocab), data.sentence_length, embedding_dim=args.dim or 50, hops=args.hops,
-                         encoding=args.encoding, pe_formula=args.pe_formula)
+    cfg = model_config(args, data, joint=True)
     model = M.MemN2N(cfg, copies=S)
     recipe = M.paper_recipe(joint=True, ten_k=args.variant == "en-10k", linear_start=not args.no_ls,
                             random_noise=not args.no_rn, seed=args.seeds[0], **overrides(args))
@@ -78,48 +77,49 @@ def joint_report(args, data, cfg, model, result, save=False, partial_epoch=None)
     return {"runs": runs, "seconds": result.seconds, "recipe": result.config, "model": cfg.__dict__}
 
 
+def model_config(args, data, joint: bool) -> M.MemN2NConfig:
+    """M.paper_config (official PE matrix, fixed-size memory with empty slots) with the command-line changes."""
+    return M.paper_config(data, joint=joint, embedding_dim=args.dim or (50 if joint else 20), hops=args.hops,
+                          encoding=args.encoding, pe_formula=args.pe_formula,
+                          slots=None if args.padding == "mask" else int(data.train.stories.shape[1]))
+
+
 def run_single(args) -> dict:
+    """One model per task, as the official run_babi.m: each task has its own vocabulary, sentence length J and
+    memory size min(50, longest story); the seeds of a task train side by side as copies."""
     tasks = [t for t in args.tasks if babi.task_available(t, "train", args.variant, args.data_dir)]
     skipped = [t for t in args.tasks if t not in tasks]
     for t in skipped:
         log(f"skipping task {t}: {babi.TASK_NAMES[t]} train file missing in {args.variant} (see RESULTS.md)")
-    data = babi.load_babi(tasks, args.variant, args.data_dir, seed=args.split_seed)
-    pick = lambda split, t: split.subset(split.tasks == t)  # noqa: E731
-    copies = [(t, seed) for seed in args.seeds for t in tasks]
-    S = len(copies)
-    torch.manual_seed(args.seeds[0])
-    cfg = M.MemN2NConfig(len(data.vocab), data.sentence_length, embedding_dim=args.dim or 20, hops=args.hops,
-                         encoding=args.encoding, pe_formula=args.pe_formula)
-    model = M.MemN2N(cfg, copies=S)
-    recipe = M.paper_recipe(joint=False, linear_start=not args.no_ls, random_noise=not args.no_rn,
-                            seed=args.seeds[0], **overrides(args))
-    def partial(epoch, result, state):
-        snapshot = M.MemN2N(cfg, copies=S)
-        snapshot.load_state_dict(state)
-        write_partial(args, single_report(args, data, cfg, snapshot, result, copies, skipped), epoch)
-
-    result = M.fit(model, [pick(data.train, t) for t, _ in copies], [pick(data.valid, t) for t, _ in copies],
-                   recipe, log=log, desc="single", report_every=args.report_every, report=partial if args.out else None)
-    return single_report(args, data, cfg, model, result, copies, skipped, save=True)
-
-
-def single_report(args, data, cfg, model, result, copies, skipped, save=False) -> dict:
-    pick = lambda split, t: split.subset(split.tasks == t)  # noqa: E731
-    tests = M.evaluate_copies(model, [pick(data.test, t) for t, _ in copies])
-    runs = []
-    for seed in args.seeds:
-        idx = [i for i, (t, s) in enumerate(copies) if s == seed]
-        runs.append({"seed": seed,
-                     "per_task": {copies[i][0]: tests[i]["error"] for i in idx},
-                     "valid_error": {copies[i][0]: result.best_valid_error[i] for i in idx},
-                     "best_epoch": {copies[i][0]: result.best_epoch[i] for i in idx}})
-    if args.save and save:
-        for i, (t, seed) in enumerate(copies):
-            if t == 1 and seed == args.seeds[0]:
-                save_checkpoint(args.save, model.select_copy(i), {"model": cfg.__dict__, "recipe": result.config},
-                                result.history[i], vocab=data.vocab.words, tasks=[1], seed=seed,
-                                test_error={1: tests[i]["error"]})
-    return {"runs": runs, "seconds": result.seconds, "recipe": result.config, "model": cfg.__dict__,
+    S = len(args.seeds)
+    runs = [{"seed": seed, "per_task": {}, "valid_error": {}, "best_epoch": {}} for seed in args.seeds]
+    seconds, configs, recipe = 0.0, {}, None
+    for t in tasks:
+        data = babi.load_babi(t, args.variant, args.data_dir, seed=args.split_seed)
+        torch.manual_seed(1000 * args.seeds[0] + t)
+        cfg = model_config(args, data, joint=False)
+        model = M.MemN2N(cfg, copies=S)
+        recipe = M.paper_recipe(joint=False, ten_k=args.variant == "en-10k", linear_start=not args.no_ls,
+                                random_noise=not args.no_rn, seed=1000 * args.seeds[0] + t, **overrides(args))
+        result = M.fit(model, data.train, data.valid, recipe, log=log if args.verbose else None, desc=f"task {t}")
+        tests = M.evaluate_copies(model, [data.test] * S)
+        for s in range(S):
+            runs[s]["per_task"][t] = tests[s]["error"]
+            runs[s]["valid_error"][t] = result.best_valid_error[s]
+            runs[s]["best_epoch"][t] = result.best_epoch[s]
+        seconds += result.seconds
+        configs[t] = dict(cfg.__dict__)
+        log(f"task {t}: test error per seed " + " ".join(f"{100 * tests[s]['error']:.1f}" for s in range(S))
+            + f" ({result.seconds:.0f} s, {time.process_time():.0f} s CPU so far)")
+        if args.save and t == 1:
+            best = min(range(S), key=lambda s: result.best_valid_error[s])
+            save_checkpoint(args.save, model.select_copy(best), {"model": cfg.__dict__, "recipe": result.config},
+                            result.history[best], vocab=data.vocab.words, tasks=[1], seed=args.seeds[best],
+                            test_error={1: tests[best]["error"]})
+        if args.out:
+            write_partial(args, {"runs": runs, "seconds": seconds, "recipe": result.config, "model": configs,
+                                 "skipped_tasks": skipped}, f"task {t}")
+    return {"runs": runs, "seconds": seconds, "recipe": recipe and vars(recipe), "model": configs,
             "skipped_tasks": skipped}
 
 
@@ -181,7 +181,11 @@ def main(argv=None) -> int:
     parser.add_argument("--hops", type=int, default=3)
     parser.add_argument("--dim", type=int, default=None, help="embedding size (default 50 joint, 20 single)")
     parser.add_argument("--encoding", default="pe", choices=["pe", "bow"])
-    parser.add_argument("--pe-formula", default="paper", choices=["paper", "official"])
+    parser.add_argument("--pe-formula", default="official", choices=["paper", "official"],
+                        help="PE matrix: the official code's (default) or the paper's printed formula (half as large)")
+    parser.add_argument("--padding", default="empty", choices=["empty", "mask"],
+                        help="unfilled memory slots: empty memories in the softmax (official code, default) or masked")
+    parser.add_argument("--verbose", action="store_true", help="log every epoch (single mode)")
     parser.add_argument("--no-ls", action="store_true", help="no linear start")
     parser.add_argument("--no-rn", action="store_true", help="no random noise")
     parser.add_argument("--epochs", type=int, default=None, help="override the number of softmax-phase epochs")
@@ -216,6 +220,7 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     report = run_joint(args) if args.mode == "joint" else run_single(args)
     report.update(mode=args.mode, variant=args.variant, argv=sys.argv, wall_seconds=time.time() - start,
+                  cpu_seconds=time.process_time(),
                   loadavg_start=load_before, loadavg_end=os.getloadavg(),
                   finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
     paper = None
@@ -225,7 +230,8 @@ def main(argv=None) -> int:
     print(text)
     means = [summarise(r["per_task"]) for r in report["runs"]]
     print(f"\nmedian over seeds: mean error {statistics.median(m for m, _ in means):.2f} %, "
-          f"failed tasks {statistics.median(f for _, f in means):g}; wall {report['wall_seconds']:.0f} s")
+          f"failed tasks {statistics.median(f for _, f in means):g}; wall {report['wall_seconds']:.0f} s, "
+          f"CPU {report['cpu_seconds']:.0f} s")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1, default=str))

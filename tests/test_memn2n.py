@@ -312,3 +312,96 @@ def test_clip_grad_per_matrix_uses_each_matrix_spectral_norm():
     torch.testing.assert_close(a.grad[0], torch.tensor([[15.0, 0.0], [0.0, 20.0]]), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(a.grad[1], torch.tensor([[3.0, 0.0], [0.0, 4.0]]))
     torch.testing.assert_close(b.grad[0, :, 0], torch.tensor([16.0, 0.0, 12.0]), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- empty memory slots (official code convention)
+
+
+def official_reference_forward(model: M.MemN2N, stories, mask, queries, ages, slots: int):
+    """The official Matlab code's forward pass in float64: a memory of ``slots`` slots, unused ones all-nil.
+
+    Written from MemN2N-babi-matlab's conventions (build_model.m, MemoryL.m, train.m): every slot is a sentence
+    of word indices; unused slots hold only the nil word and no time word, so their m_i and c_i are zero; the
+    softmax runs over all ``slots`` slots, unmasked; PE is the official matrix.
+    """
+    mats = {k: v.double() for k, v in model.matrices().items()}
+    B, N, J = stories.shape
+    d = model.config.embedding_dim
+    l = M.position_encoding_official(J, d, dtype=torch.float64)
+    full = torch.zeros(B, slots, J, dtype=torch.long)
+    full[:, :N] = stories
+    filled = torch.zeros(B, slots, dtype=torch.bool)
+    filled[:, :N] = mask
+    u = (mats["B"][queries] * l).sum(1)
+    ps = []
+    for k in range(1, model.config.hops + 1):
+        m = (mats[f"A{k}"][full] * l).sum(2)
+        c = (mats[f"C{k}"][full] * l).sum(2)
+        for b in range(B):
+            for i in range(N):
+                if mask[b, i]:
+                    m[b, i] += mats[f"TA{k}"][ages[b, i]]
+                    c[b, i] += mats[f"TC{k}"][ages[b, i]]
+        scores = torch.einsum("bd,bnd->bn", u, m)
+        p = torch.exp(scores) / torch.exp(scores).sum(1, keepdim=True)  # no mask: empty slots score u.0 = 0
+        u = u + torch.einsum("bn,bnd->bd", p, c)
+        ps.append(p[:, :N] * filled[:, :N])
+    return u @ mats["W"].T, torch.stack(ps, dim=1)
+
+
+def test_memory_attention_empty_slots_match_formula_and_explicit_zero_memories():
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(3, 4, dtype=torch.float64, generator=g)
+    m = torch.randn(3, 5, 4, dtype=torch.float64, generator=g)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False], [False] * 5])
+    empty = torch.tensor([0, 4, 2])
+    got = M.memory_attention(u, m, mask, empty=empty)
+    s = torch.einsum("bd,bnd->bn", u, m)
+    expected = torch.exp(s) * mask / ((torch.exp(s) * mask).sum(1, keepdim=True) + empty.unsqueeze(1))
+    torch.testing.assert_close(got, expected)
+    # same as appending `empty` explicit all-zero memories and taking an unmasked softmax over everything
+    zeros = torch.zeros(1, 4, 4, dtype=torch.float64)
+    explicit = M.memory_attention(u[1:2], torch.cat([m[1:2, :2], zeros], dim=1))
+    torch.testing.assert_close(got[1, :2], explicit[0, :2])
+    # linear start: empty slots (score 0) change nothing; no NaN on an empty story without empty slots
+    torch.testing.assert_close(M.memory_attention(u, m, mask, linear=True, empty=empty),
+                               M.memory_attention(u, m, mask, linear=True))
+    u.requires_grad_(True)
+    p = M.memory_attention(u, m, torch.zeros(3, 5, dtype=torch.bool), empty=torch.zeros(3, dtype=torch.long))
+    p.sum().backward()
+    assert (p == 0).all() and torch.isfinite(u.grad).all()
+
+
+def test_model_with_slots_matches_the_official_code():
+    """Regression test for the yes/no tasks at chance: the model must see the official code's fixed-size memory
+    (empty slots in the softmax) and PE matrix when built with paper_config's settings."""
+    torch.manual_seed(0)
+    cfg = M.MemN2NConfig(vocab_size=12, sentence_length=5, memory_size=16, embedding_dim=6, hops=3,
+                         pe_formula="official", slots=10)
+    model = M.MemN2N(cfg)
+    stories, mask, queries = toy_batch()
+    ages = M.memory_ages(mask)
+    out = model(stories, mask, queries, ages=ages)
+    ref_logits, ref_p = official_reference_forward(model, stories, mask, queries, ages, slots=10)
+    torch.testing.assert_close(out.logits.double(), ref_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out.attention.double(), ref_p, rtol=1e-4, atol=1e-5)
+    assert (out.attention.sum(dim=2) < 1 - 1e-3).all()  # the empty slots take part of the mass
+    # trimming padding slots off the batch (as fit() does) does not change the result
+    keep = int(mask.sum(1).max())
+    trimmed = model(stories[:, :keep], mask[:, :keep], queries, ages=ages[:, :keep])
+    torch.testing.assert_close(trimmed.logits, out.logits)
+
+
+def test_paper_config_follows_the_official_code():
+    class Fake:  # the fields paper_config reads from a BabiData
+        vocab = list(range(40))
+        sentence_length = 7
+        memory_size = 50
+        train = type("T", (), {"stories": torch.zeros(3, 26, 7, dtype=torch.long)})()
+    single = M.paper_config(Fake())
+    assert (single.pe_formula, single.slots, single.embedding_dim, single.hops) == ("official", 26, 20, 3)
+    assert single.encoding == "pe" and single.temporal and single.tying == "adjacent"
+    assert M.paper_config(Fake(), joint=True).embedding_dim == 50
+    assert M.paper_config(Fake(), slots=None).slots is None
+    with pytest.raises(TypeError):
+        M.paper_config(Fake(), nonsense=1)

@@ -14,16 +14,25 @@ Position encoding (Sec. 4.1): l_kj = (1 - j/J) - (k/d)(1 - 2j/J), with 1-based w
 embedding index k = 1..d. **Paper vs. official code.** The reference Matlab code (facebook/MemNN,
 MemN2N-babi-matlab/build_model.m) uses a different matrix, l_kj = 1 + 4 (k - (d+1)/2)(j - (J+1)/2) / (d J),
 and takes J as the padded sentence length (plus one slot for its "time word"), not each sentence's length.
-This module follows the **paper's formula** (:func:`position_encoding`); the official one is available as
-:func:`position_encoding_official` (``MemN2NConfig(pe_formula="official")``). Like the official code we use
-the padded length J for every sentence, so a word's weights do not depend on the sentence's length.
+:func:`position_encoding` is the **paper's formula**; the official one is :func:`position_encoding_official`
+(``MemN2NConfig(pe_formula="official")``). Writing x = j/J and y = k/d, the paper's matrix is
+1/2 + 2(x - 1/2)(y - 1/2) and the official one about 1 + 4(x - 1/2)(y - 1/2): the same shape, **twice as large**.
+The factor matters for training (it scales every score u^T m_i by about 4): with the paper's matrix our models
+stayed at chance on the yes/no and induction tasks 6, 16 and 18 (benchmarks/RESULTS.md), so the paper's
+numbers come from the official matrix, which :func:`paper_config` (the benchmarks' and notebook's
+architecture) uses. Like the official code we use the padded length J for every sentence, so a word's weights
+do not depend on the sentence's length.
 
 Other conventions (each noted where it is implemented):
 
 * memory slot 0 is the oldest kept sentence; the temporal index of a memory is its *age* (0 = most recent),
   as in the official code, which numbers time words from the most recent sentence;
-* padded memory slots are masked: they get exactly zero attention (the official code lets them take a share
-  of the softmax with a zero output vector; the paper does not discuss padding);
+* unfilled memory slots: by default (``MemN2NConfig.slots=None``) they are masked and get exactly zero
+  attention. The official code instead has a memory of fixed size min(50, longest story) whose unfilled slots
+  hold only nil words: m_i = c_i = 0, score 0, and they take a share of the softmax while returning nothing
+  (``slots=N``, :func:`memory_attention`'s ``empty``). That share is what lets |o| shrink when no memory
+  matches the question, and the yes/no tasks (6, 9, 10, 18) need it; :func:`paper_config` uses it. The paper
+  does not discuss padding;
 * random noise (RN, Sec. 4.1, "add 10 % of empty memories"): as in the official code (train.m), each story
   gets ``nblank ~ U{0..ceil(0.1 n)}`` empty slots interleaved at random, which spreads the n sentences' ages
   over 0..n+nblank-1 (:func:`random_noise_ages`);
@@ -178,16 +187,24 @@ def random_noise_ages(story_mask: torch.Tensor, noise: float = RANDOM_NOISE, max
 
 
 def memory_attention(u: torch.Tensor, memory_in: torch.Tensor, mask: torch.Tensor | None = None,
-                     linear: bool = False) -> torch.Tensor:
+                     linear: bool = False, empty: torch.Tensor | None = None) -> torch.Tensor:
     """Match the query against every memory: p_i = Softmax(u^T m_i) (Eq. 1).
 
     Masked (padding) slots get exactly zero weight. With ``linear=True`` (linear start, Sec. 4.2) the softmax
     is removed: p_i = u^T m_i on real slots, 0 on padding. A story with no memory gives all-zero weights.
 
+    ``empty`` reproduces the official code's empty memory slots (MemN2N-babi-matlab: a memory of fixed size
+    whose unused slots hold only nil words, so m_i = c_i = 0): each row has ``empty[b]`` extra slots of score
+    u^T 0 = 0 in the softmax, p_i = exp(s_i) / (sum_j exp(s_j) + empty). They take part of the attention mass
+    and return a zero vector, so |o| can shrink when no memory matches (the yes/no tasks rely on it). The
+    returned weights cover the real slots only; in linear mode empty slots change nothing (their score is 0).
+
     Args:
         u: [B, d] controller state (query).
         memory_in: [B, N, d] input memory vectors m_i.
         mask: [B, N] bool, True on real memories (None: all real).
+        linear: linear start (no softmax).
+        empty: optional [B] number of empty (all-zero) memories sharing the softmax (None or 0: none).
 
     Returns:
         [B, N] weights p.
@@ -199,12 +216,18 @@ def memory_attention(u: torch.Tensor, memory_in: torch.Tensor, mask: torch.Tenso
         check_shape("mask", mask, "B N", sizes)
         if mask.dtype != torch.bool:
             raise TypeError(f"mask: expected a bool tensor, got {mask.dtype}")
+    if empty is not None:
+        check_shape("empty", empty, "B", sizes)
     if linear:
         return scores if mask is None else scores * mask.to(scores.dtype)
-    if mask is None:
-        return torch.softmax(scores, dim=1)
-    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    return torch.softmax(scores, dim=1) * mask.to(scores.dtype)  # all-padding rows: 0, not NaN
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    if empty is not None:  # one extra column of score log(empty) stands for the empty slots (log 0 = -inf: none)
+        sink = torch.log(empty.to(scores.dtype)).unsqueeze(1)
+        p = torch.softmax(torch.cat([scores, sink], dim=1), dim=1)[:, :-1]
+    else:
+        p = torch.softmax(scores, dim=1)
+    return p if mask is None else p * mask.to(scores.dtype)  # all-padding rows: 0, not NaN
 
 
 def memory_output(p: torch.Tensor, memory_out: torch.Tensor) -> torch.Tensor:
@@ -228,7 +251,8 @@ class Hop(NamedTuple):
 
 
 def memory_hop(u: torch.Tensor, memory_in: torch.Tensor, memory_out: torch.Tensor,
-               mask: torch.Tensor | None = None, linear: bool = False, H: torch.Tensor | None = None) -> Hop:
+               mask: torch.Tensor | None = None, linear: bool = False, H: torch.Tensor | None = None,
+               empty: torch.Tensor | None = None) -> Hop:
     """One layer of the network (Sec. 2.1-2.2): match, softmax, weighted output, u^{k+1} = u^k + o^k.
 
     Args:
@@ -238,13 +262,14 @@ def memory_hop(u: torch.Tensor, memory_in: torch.Tensor, memory_out: torch.Tenso
         mask: [B, N] True on real memories.
         linear: linear start (no softmax).
         H: optional [d, d] layer-wise mapping: u^{k+1} = H u^k + o^k (Sec. 2.2, layer-wise tying).
+        empty: optional [B] count of empty memories in the softmax (see :func:`memory_attention`).
 
     Returns:
         :class:`Hop` (u^{k+1} [B, d], p [B, N]).
     """
     sizes = check_shape("u", u, "B d")
     check_shape("memory_out", memory_out, "B N d", check_shape("memory_in", memory_in, "B N d", sizes))
-    p = memory_attention(u, memory_in, mask, linear)
+    p = memory_attention(u, memory_in, mask, linear, empty)
     o = memory_output(p, memory_out)
     if H is not None:
         check_shape("H", H, "d d", sizes)
@@ -307,6 +332,11 @@ class MemN2NConfig:
     temporal: bool = True
     tying: str = "adjacent"  # "adjacent" | "layerwise"
     init_std: float = INIT_STD
+    # Memory slots of the official code (min(50, longest story)). None: slots no sentence fills are masked out
+    # (zero attention). An integer: the memory has that many slots and the unfilled ones are empty memories
+    # (m_i = c_i = 0) that share the softmax with score 0, as in the official code (memory_attention's
+    # ``empty``). The yes/no tasks 6, 9, 10, 18 need them (benchmarks/RESULTS.md); see paper_config.
+    slots: int | None = None
 
     def __post_init__(self):
         if self.encoding not in ("pe", "bow"):
@@ -317,6 +347,8 @@ class MemN2NConfig:
             raise ValueError(f"tying must be 'adjacent' or 'layerwise', got {self.tying!r}")
         if self.hops < 1:
             raise ValueError(f"hops must be >= 1, got {self.hops}")
+        if self.slots is not None and self.slots < 1:
+            raise ValueError(f"slots must be None or >= 1, got {self.slots}")
 
 
 class MemN2NOutput(NamedTuple):
@@ -449,6 +481,9 @@ class MemN2N(nn.Module):
                 return out
             return out + F.embedding(age_index, self.temporal[temporal_index].reshape(S * T, d))
 
+        empty = None
+        if self.config.slots is not None:  # unfilled slots of the official fixed-size memory (may be trimmed away)
+            empty = (self.config.slots - flat_mask.sum(dim=1)).clamp(min=0)
         q_flat = (queries + offsets.view(S, 1, 1)).reshape(-1, J)
         B_table = self.embeddings[b_index].reshape(S * V, d)
         u = _bags(q_flat, (queries != NIL_INDEX).reshape(-1, J), B_table, U, Vt)  # u^1 = sum_j l_j * B q_j  [S*B, d]
@@ -456,9 +491,9 @@ class MemN2N(nn.Module):
         for k, (a, c) in enumerate(hops):
             ta, tc = (a, c) if self.config.tying == "adjacent" else (0, 1)
             if self.H is None:
-                u, p = memory_hop(u, embed(a, ta), embed(c, tc), flat_mask, linear)
+                u, p = memory_hop(u, embed(a, ta), embed(c, tc), flat_mask, linear, empty=empty)
             else:  # layer-wise: u^{k+1} = H u^k + o^k, with one H per copy
-                p = memory_attention(u, embed(a, ta), flat_mask, linear)
+                p = memory_attention(u, embed(a, ta), flat_mask, linear, empty)
                 Hu = torch.bmm(u.view(S, B, d), self.H.transpose(1, 2)).reshape(S * B, d)
                 u = Hu + memory_output(p, embed(c, tc))
             attention.append(p)
@@ -502,6 +537,26 @@ class TrainConfig:
     def __post_init__(self):
         if self.clip not in ("per_matrix", "global"):
             raise ValueError(f"clip must be 'per_matrix' or 'global', got {self.clip!r}")
+
+
+def paper_config(data, joint: bool = False, **overrides) -> MemN2NConfig:
+    """The architecture that reproduces Table 1: the official code's conventions for a loaded data set.
+
+    PE with the official matrix (``pe_formula="official"``: the paper's printed formula gives a matrix about half
+    as large, which learned the yes/no and induction tasks 6, 16, 18 at chance in our runs), temporal encoding,
+    adjacent tying, 3 hops, d = 20 (single task) or 50 (joint), and a memory of
+    ``slots = min(50, longest story)`` whose unfilled slots are empty memories in the softmax, as in the
+    official code. ``data`` is a :class:`mem_tutorial.data.babi.BabiData` (``load_babi``); ``overrides`` set
+    any other :class:`MemN2NConfig` field.
+    """
+    cfg = dict(vocab_size=len(data.vocab), sentence_length=data.sentence_length, memory_size=data.memory_size,
+               embedding_dim=50 if joint else 20, hops=3, encoding="pe", pe_formula="official",
+               slots=int(data.train.stories.shape[1]))
+    for key in overrides:
+        if key not in MemN2NConfig.__dataclass_fields__:
+            raise TypeError(f"MemN2NConfig has no field {key!r}")
+    cfg.update(overrides)
+    return MemN2NConfig(**cfg)
 
 
 def paper_recipe(joint: bool = False, ten_k: bool = False, linear_start: bool = True,
