@@ -170,11 +170,12 @@ def cmd_repeat_copy(args: argparse.Namespace) -> None:
 
 
 #: The reuse-task configuration used for the shipped checkpoint, the notebook and RESULTS.md: a key-value store of
-#: 4 live items over 6 keys; 2 rounds that delete 1-3 random items and store as many new ones; then every live item
-#: is asked for. A memory of 4 slots must reuse the freed slots, which are out of write order.
-REUSE_TASK = dict(slots=6, rounds=2, min_frees=2, max_frees=5, keys=8, width=4)
-#: Both models get the same memory (4 x 8), the same LSTM controller (64) and one read and one write head.
-REUSE_MEMORY = dict(slots=6, word=8, reads=1, hidden=64)
+#: 6 live items over 8 keys with 8-bit values; 2 rounds that delete 2-5 random items and store as many new ones;
+#: then every live item is asked for. A memory of 6 slots must reuse the freed slots, which are out of write order,
+#: and the 48 stored bits are more than the 32-unit controller learns to hold by itself.
+REUSE_TASK = dict(slots=6, rounds=2, min_frees=2, max_frees=5, keys=8, width=8)
+#: Both models get the same memory (6 x 16), the same LSTM controller (32) and one read and one write head.
+REUSE_MEMORY = dict(slots=6, word=16, reads=1, hidden=32)
 
 
 def reuse_io(task: dict) -> tuple[int, int]:
