@@ -81,7 +81,8 @@ def model_config(args, data, joint: bool) -> M.MemN2NConfig:
     """M.paper_config (official PE matrix, fixed-size memory with empty slots) with the command-line changes."""
     return M.paper_config(data, joint=joint, embedding_dim=args.dim or (50 if joint else 20), hops=args.hops,
                           encoding=args.encoding, pe_formula=args.pe_formula,
-                          slots=None if args.padding == "mask" else int(data.train.stories.shape[1]))
+                          slots=None if args.padding == "mask" else int(data.train.stories.shape[1]),
+                          **({} if args.time_word is None else {"time_word": args.time_word == "yes"}))
 
 
 def run_single(args) -> dict:
@@ -146,6 +147,8 @@ def overrides(args) -> dict:
     if args.ls_patience is not None:
         out["ls_patience"] = args.ls_patience
     out["clip"] = args.clip
+    if args.sampling is not None:
+        out["sampling"] = args.sampling
     return out
 
 
@@ -185,6 +188,10 @@ def main(argv=None) -> int:
                         help="PE matrix: the official code's (default) or the paper's printed formula (half as large)")
     parser.add_argument("--padding", default="empty", choices=["empty", "mask"],
                         help="unfilled memory slots: empty memories in the softmax (official code, default) or masked")
+    parser.add_argument("--time-word", default=None, choices=["yes", "no"],
+                        help="temporal encoding as the official code's time word (default: paper_config's)")
+    parser.add_argument("--sampling", default=None, choices=["permutation", "replacement"],
+                        help="batches: a permutation per epoch, or drawn with replacement (official train.m)")
     parser.add_argument("--verbose", action="store_true", help="log every epoch (single mode)")
     parser.add_argument("--no-ls", action="store_true", help="no linear start")
     parser.add_argument("--no-rn", action="store_true", help="no random noise")
@@ -195,7 +202,8 @@ def main(argv=None) -> int:
                         help="gradient clipping: global norm (paper) or per matrix (official code)")
     parser.add_argument("--ls-patience", type=int, default=None,
                         help="end linear start once the validation loss has not improved for this many epochs")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 10%% validation split")
+    parser.add_argument("--split-seed", type=lambda v: None if v == "tail" else int(v), default=0,
+                        help="seed of the 10%% validation split; 'tail': each task's last 10%% (official single-task)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report-every", type=int, default=5,

@@ -123,6 +123,14 @@ def test_split_validation_is_ten_percent_per_task_and_seeded():
     assert [id(e) for e in valid] == [id(e) for e in again]
 
 
+def test_split_validation_tail_holds_out_each_tasks_last_questions():
+    examples = [babi.BabiExample(task=1 + i % 2, story=(), question=(f"q{i}",), answer="a", supporting=())
+                for i in range(40)]
+    train, valid = babi.split_validation(examples, 0.1, seed=None)
+    assert [ex.question[0] for ex in valid] == ["q36", "q38", "q37", "q39"]  # task 1's last two, then task 2's
+    assert len(train) == 36 and not {id(e) for e in train} & {id(e) for e in valid}
+
+
 def test_data_dir_resolution_order(tmp_path, monkeypatch):
     explicit = tmp_path / "explicit"
     (explicit / babi.RELEASE / "en").mkdir(parents=True)

@@ -317,7 +317,7 @@ def test_clip_grad_per_matrix_uses_each_matrix_spectral_norm():
 # ---------------------------------------------------------------- empty memory slots (official code convention)
 
 
-def official_reference_forward(model: M.MemN2N, stories, mask, queries, ages, slots: int):
+def official_reference_forward(model: M.MemN2N, stories, mask, queries, ages, slots: int, time_word: bool = False):
     """The official Matlab code's forward pass in float64: a memory of ``slots`` slots, unused ones all-nil.
 
     Written from MemN2N-babi-matlab's conventions (build_model.m, MemoryL.m, train.m): every slot is a sentence
@@ -327,7 +327,11 @@ def official_reference_forward(model: M.MemN2N, stories, mask, queries, ages, sl
     mats = {k: v.double() for k, v in model.matrices().items()}
     B, N, J = stories.shape
     d = model.config.embedding_dim
-    l = M.position_encoding_official(J, d, dtype=torch.float64)
+    if time_word:  # the age is word J+1 of each memory sentence, PE built for J+1 positions (enable_time)
+        l_full = M.position_encoding_official(J + 1, d, dtype=torch.float64)
+        l, l_time = l_full[:J], l_full[J]
+    else:
+        l, l_time = M.position_encoding_official(J, d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
     full = torch.zeros(B, slots, J, dtype=torch.long)
     full[:, :N] = stories
     filled = torch.zeros(B, slots, dtype=torch.bool)
@@ -340,8 +344,8 @@ def official_reference_forward(model: M.MemN2N, stories, mask, queries, ages, sl
         for b in range(B):
             for i in range(N):
                 if mask[b, i]:
-                    m[b, i] += mats[f"TA{k}"][ages[b, i]]
-                    c[b, i] += mats[f"TC{k}"][ages[b, i]]
+                    m[b, i] += l_time * mats[f"TA{k}"][ages[b, i]]
+                    c[b, i] += l_time * mats[f"TC{k}"][ages[b, i]]
         scores = torch.einsum("bd,bnd->bn", u, m)
         p = torch.exp(scores) / torch.exp(scores).sum(1, keepdim=True)  # no mask: empty slots score u.0 = 0
         u = u + torch.einsum("bn,bnd->bd", p, c)
@@ -390,6 +394,26 @@ def test_model_with_slots_matches_the_official_code():
     keep = int(mask.sum(1).max())
     trimmed = model(stories[:, :keep], mask[:, :keep], queries, ages=ages[:, :keep])
     torch.testing.assert_close(trimmed.logits, out.logits)
+
+
+def test_time_word_matches_the_official_code():
+    """time_word=True: the official code's temporal encoding, a (J+1)-th word weighted by the last PE row."""
+    torch.manual_seed(1)
+    cfg = M.MemN2NConfig(vocab_size=12, sentence_length=5, memory_size=16, embedding_dim=6, hops=3,
+                         pe_formula="official", slots=10, time_word=True)
+    model = M.MemN2N(cfg)
+    stories, mask, queries = toy_batch()
+    ages = M.random_noise_ages(mask, generator=torch.Generator().manual_seed(2), max_age=15)
+    out = model(stories, mask, queries, ages=ages)
+    ref_logits, ref_p = official_reference_forward(model, stories, mask, queries, ages, slots=10, time_word=True)
+    torch.testing.assert_close(out.logits.double(), ref_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out.attention.double(), ref_p, rtol=1e-4, atol=1e-5)
+    # and it is a different model from the additive temporal encoding with the same weights
+    additive = M.MemN2N(M.MemN2NConfig(**{**cfg.__dict__, "time_word": False}))
+    additive.load_state_dict(model.state_dict())
+    assert not torch.allclose(additive(stories, mask, queries, ages=ages).logits, out.logits)
+    words, time = M.time_word_encoding(5, 6)
+    torch.testing.assert_close(torch.cat([words, time[None]]), M.position_encoding_official(6, 6))
 
 
 def test_paper_config_follows_the_official_code():

@@ -482,18 +482,25 @@ def vectorize(examples: Sequence[BabiExample], vocab: Vocab, memory_size: int = 
     return BabiTensors(stories, mask, queries, answers, supporting, tasks)
 
 
-def split_validation(examples: Sequence[BabiExample], fraction: float = VALID_FRACTION, seed: int = 0
+def split_validation(examples: Sequence[BabiExample], fraction: float = VALID_FRACTION, seed: int | None = 0
                      ) -> tuple[list[BabiExample], list[BabiExample]]:
-    """Hold out ``fraction`` of each task's questions (seeded shuffle) as validation; returns (train, valid)."""
+    """Hold out ``fraction`` of each task's questions as validation; returns (train, valid).
+
+    ``seed``: an integer draws the held-out questions at random (seeded; the official joint config);
+    None holds out each task's *last* questions in file order (the official single-task config).
+    """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
     train, valid = [], []
     for task in sorted({ex.task for ex in examples}):
         items = [ex for ex in examples if ex.task == task]
-        order = list(range(len(items)))
-        random.Random(seed * 1000 + task).shuffle(order)
         n_valid = int(round(fraction * len(items)))
-        held = set(order[:n_valid])
+        if seed is None:
+            held = set(range(len(items) - n_valid, len(items)))
+        else:
+            order = list(range(len(items)))
+            random.Random(seed * 1000 + task).shuffle(order)
+            held = set(order[:n_valid])
         for i, ex in enumerate(items):
             (valid if i in held else train).append(ex)
     return train, valid
@@ -517,12 +524,13 @@ class BabiData:
 
 
 def load_babi(tasks: int | Iterable[int] = ALL_TASKS, variant: str = "en", data_dir=None,
-              memory_size: int = MEMORY_SIZE, valid_fraction: float = VALID_FRACTION, seed: int = 0,
+              memory_size: int = MEMORY_SIZE, valid_fraction: float = VALID_FRACTION, seed: int | None = 0,
               download: bool = True) -> BabiData:
     """Load one task (``tasks=1``) or several for joint training (default: all 20), vectorised.
 
     The vocabulary covers train and test of the chosen tasks; J is the longest sentence over all splits,
-    N = min(``memory_size``, longest story). 10 % of each task's training questions form the validation set.
+    N = min(``memory_size``, longest story). 10 % of each task's training questions form the validation set
+    (:func:`split_validation`: at random with ``seed``, the last ones with ``seed=None``).
 
     Raises:
         BabiDataMissing: when a needed file is absent (naming it) or the data cannot be found at all.

@@ -288,14 +288,35 @@ def _low_rank(encoding: torch.Tensor | None, J: int, like: torch.Tensor) -> tupl
 
 
 @lru_cache(maxsize=64)
-def _encoding_factors(encoding: str, formula: str, J: int, d: int, dtype: torch.dtype, device
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cached low-rank factors of the [J, d] sentence encoding (constants: no gradient flows into them)."""
+def _encoding_factors(encoding: str, formula: str, J: int, d: int, dtype: torch.dtype, device,
+                      time_word: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cached low-rank factors of the [J, d] sentence encoding (constants: no gradient flows into them).
+
+    ``time_word``: the words use the first J rows of the (J+1)-row matrix (:func:`time_word_encoding`)."""
     like = torch.empty(0, d, dtype=dtype, device=device)
     if encoding == "bow":
         return _low_rank(None, J, like)
     make = position_encoding if formula == "paper" else position_encoding_official
+    if time_word:
+        return _low_rank(make(J + 1, d, dtype=dtype, device=device)[:J], J, like)
     return _low_rank(make(J, d, dtype=dtype, device=device), J, like)
+
+
+def time_word_encoding(J: int, d: int, formula: str = "official", *, dtype: torch.dtype = torch.float32,
+                       device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official code's temporal encoding as a *time word* (MemN2N-babi-matlab: ``enable_time``).
+
+    The official code does not add T_A(i) to m_i: it appends a word "time i" to every memory sentence, after
+    the J real word positions, and builds its PE matrix for J+1 positions. So the words of memories *and
+    questions* are weighted by the first J rows of a (J+1)-row matrix, and the temporal vector by the last row:
+    m_i = sum_{j<=J} l_j * A x_ij + l_{J+1} * T_A(i). (BoW: every weight is 1, no difference.)
+
+    Returns:
+        (words [J, d], time [d]) weights.
+    """
+    make = position_encoding if formula == "paper" else position_encoding_official
+    full = make(J + 1, d, dtype=dtype, device=device)
+    return full[:J], full[J]
 
 
 def _bags(words: torch.Tensor, real: torch.Tensor, table: torch.Tensor, U: torch.Tensor, Vt: torch.Tensor
@@ -337,6 +358,10 @@ class MemN2NConfig:
     # (m_i = c_i = 0) that share the softmax with score 0, as in the official code (memory_attention's
     # ``empty``). The yes/no tasks 6, 9, 10, 18 need them (benchmarks/RESULTS.md); see paper_config.
     slots: int | None = None
+    # The official code's temporal encoding (:func:`time_word_encoding`): the age is a (J+1)-th "time word" of
+    # each memory, weighted by the last row of a (J+1)-row PE matrix whose first J rows weight the words.
+    # False: m_i = sum_j l_j * A x_ij + T_A(i) with a J-row matrix (the paper's Sec. 4.1 wording).
+    time_word: bool = False
 
     def __post_init__(self):
         if self.encoding not in ("pe", "bow"):
@@ -402,9 +427,12 @@ class MemN2N(nn.Module):
         return single
 
     def encoding(self, J: int, like: torch.Tensor) -> torch.Tensor | None:
-        """The [J, d] position encoding used (None for bag of words)."""
+        """The [J, d] position encoding of the words (None for bag of words)."""
         if self.config.encoding == "bow":
             return None
+        if self.config.time_word:
+            return time_word_encoding(J, self.config.embedding_dim, self.config.pe_formula, dtype=like.dtype,
+                                      device=like.device)[0]
         make = position_encoding if self.config.pe_formula == "paper" else position_encoding_official
         return make(J, self.config.embedding_dim, dtype=like.dtype, device=like.device)
 
@@ -464,7 +492,11 @@ class MemN2N(nn.Module):
         # factorisation l_kj = sum_r U_jr V_rk (rank 2 for both PE formulas, 1 for BoW) it is
         # sum_r (sum_j U_jr E x_ij) * V_r, and the inner sums are one embedding_bag over the concatenated
         # matrices (tests check this against sentence_representation). Nil words get weight 0.
-        U, Vt = _encoding_factors(self.config.encoding, self.config.pe_formula, J, d, weight.dtype, weight.device)
+        pe_time = self.config.time_word and self.config.encoding == "pe"
+        U, Vt = _encoding_factors(self.config.encoding, self.config.pe_formula, J, d, weight.dtype, weight.device,
+                                  pe_time)
+        time_scale = (time_word_encoding(J, d, self.config.pe_formula, dtype=weight.dtype, device=weight.device)[1]
+                      if pe_time else None)
         offsets = (torch.arange(S, device=stories.device) * V).view(S, 1, 1, 1)
         table = torch.cat([self.embeddings[i] for i in used], dim=2).reshape(S * V, len(used) * d)
         slots = flat_mask.reshape(-1).nonzero().squeeze(1)  # only real sentences are embedded
@@ -479,7 +511,8 @@ class MemN2N(nn.Module):
             out = sentences[:, :, used.index(index)]  # C^k and A^{k+1} share sentence vectors
             if self.temporal is None:
                 return out
-            return out + F.embedding(age_index, self.temporal[temporal_index].reshape(S * T, d))
+            times = F.embedding(age_index, self.temporal[temporal_index].reshape(S * T, d))
+            return out + (times if time_scale is None else times * time_scale)
 
         empty = None
         if self.config.slots is not None:  # unfilled slots of the official fixed-size memory (may be trimmed away)
@@ -533,10 +566,15 @@ class TrainConfig:
     # l2 norm over all of a network's gradients, a literal reading of the paper's Sec. 4.2; it clips far more
     # with the summed loss and learned much more slowly in our runs (benchmarks/RESULTS.md).
     clip: str = "per_matrix"
+    # "permutation": every epoch visits each training question once (a fresh permutation); "replacement":
+    # each batch draws its questions uniformly with replacement, as the official train.m does.
+    sampling: str = "permutation"
 
     def __post_init__(self):
         if self.clip not in ("per_matrix", "global"):
             raise ValueError(f"clip must be 'per_matrix' or 'global', got {self.clip!r}")
+        if self.sampling not in ("permutation", "replacement"):
+            raise ValueError(f"sampling must be 'permutation' or 'replacement', got {self.sampling!r}")
 
 
 def paper_config(data, joint: bool = False, **overrides) -> MemN2NConfig:
@@ -690,7 +728,7 @@ def fit(model: MemN2N, train, valid, recipe: TrainConfig, *, log: Callable[[str]
     Linear start first (``recipe.ls_epochs`` epochs at ``recipe.ls_lr`` without memory softmaxes), then
     ``recipe.epochs`` epochs with the softmaxes: lr ``recipe.lr``, times ``anneal_factor`` at every
     ``anneal_every``-th epoch (as in the official train.m). Each step: a batch of ``batch_size`` questions (a
-    fresh permutation every epoch), cross-entropy *summed* over the batch, gradient rescaled to l2 norm
+    fresh permutation every epoch, or drawn with replacement: ``recipe.sampling``), cross-entropy *summed* over the batch, gradient rescaled to l2 norm
     ``max_grad_norm`` if larger, plain SGD, then the nil embeddings are zeroed again. Selection (lowest
     validation error, ties broken by validation loss) only considers the softmax phase.
 
@@ -745,8 +783,11 @@ def fit(model: MemN2N, train, valid, recipe: TrainConfig, *, log: Callable[[str]
                 for group in optimizer.param_groups:
                     group["lr"] *= recipe.anneal_factor
             need = steps_per_epoch * recipe.batch_size
-            orders = [torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-need // n))])[:need]
-                      for n in sizes]
+            if recipe.sampling == "replacement":
+                orders = [torch.randint(n, (need,), generator=generator) for n in sizes]
+            else:
+                orders = [torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-need // n))])[:need]
+                          for n in sizes]
             total_loss = torch.zeros(S, dtype=torch.float64)
             total_wrong = torch.zeros(S, dtype=torch.long)
             for step in range(steps_per_epoch):
