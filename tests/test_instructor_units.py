@@ -306,3 +306,39 @@ def test_interrupted_autograde_resumes(toy, tmp_path):
         assert sorted(sub.student.id for sub in subs) == students
         scores = {sub.student.id: sum(g.auto_score or 0 for nb in sub.notebooks for g in nb.grades) for sub in subs}
     assert scores == {"r0": 3.0, "r1": 0.0, "r2": 3.0, "r3": 0.0}
+
+
+# -- the canary: the instructor's solution is graded first ---------------------------------------------------------
+def test_autograde_canary_stops_before_recording_zeros_for_the_class(tmp_path):
+    """A broken grading environment (or solution) must not record zeros for every student: the canary grades
+    the instructor's solution first and stops the run when it loses points."""
+    import nbformat
+
+    from mem_tutorial.grading.autograde import autograde
+    from mem_tutorial.grading.course import Course
+
+    root = hc.make_toy_course(tmp_path / "course")
+    release = hc.toy_release(root, tmp_path / "scratch")
+    for student, body in [("ann", "return x * x"), ("bo", "return -1")]:
+        d = root / "submitted" / student / "01_toy"
+        d.mkdir(parents=True)
+        (d / "toy.ipynb").write_bytes(hc.toy_answer(release, body))
+    src = root / "solutions" / "01_toy" / "toy.ipynb"
+    good = src.read_bytes()
+    nb = nbformat.read(src, as_version=4)
+    cell = next(c for c in nb.cells if c.get("id") == "square")
+    cell.source = cell.source.replace("return x * x", "return x + x")  # the solution no longer passes its tests
+    nbformat.write(nb, src)
+
+    report = autograde(Course(root), progress=False, log=lambda m: None)
+    assert report.exit_status == 1 and report.graded == 0, report
+    assert len(report.tool_errors) == 1 and "canary" in report.tool_errors[0]
+    assert "01_toy scored 0/3" in report.tool_errors[0], report.tool_errors  # the written answer is not counted
+    assert not (root / "autograded").exists() or not any((root / "autograded").iterdir())
+    with Course(root).gradebook() as gb:
+        assert not [sub for a in gb.assignments for sub in a.submissions]
+
+    src.write_bytes(good)  # the solution earns 3/3 again: the class is graded
+    report = autograde(Course(root), progress=False, log=lambda m: None)
+    assert report.exit_status == 0 and report.graded == 2 and not report.tool_errors, report
+    assert {r["student"]: r["score"] for r in report.rows} == {"ann": 3.0, "bo": 0.0}

@@ -8,8 +8,12 @@
 * **idempotent and resumable**: a submission is recorded, then its ``autograded/<student>/<chapter>/`` folder is
   replaced and its result file written last; a re-run skips submissions whose files have not changed since
   (``--force`` regrades), so a run that was interrupted (Ctrl-C, reboot) continues where it stopped;
+* **canary first**: before any student, the instructor's own solution notebooks of each chapter are graded in
+  the same sandbox, with the same limits; unless they earn every automatic point, nothing is graded and the
+  run fails with the reason (a kernel that cannot import the library, a missing package or data set, a
+  solution that no longer passes its own tests), instead of recording zeros for the whole class;
 * **exit status**: 0 when every submission got a result, whatever the students' scores; non-zero only when the
-  tool itself failed (gradebook unreachable, a chapter cannot be generated, a grader bug).
+  tool itself failed (gradebook unreachable, a chapter cannot be generated, the canary failed, a grader bug).
 """
 
 from __future__ import annotations
@@ -89,15 +93,18 @@ class _Runner:
         self.lock = threading.Lock()
         self.stopping = False
 
-    def run(self, student: str, chapter: str, h: str) -> tuple[dict, Path | None, str | None]:
-        """Grade one submission in a worker process; returns (result, autograded folder, tool error)."""
+    def run(self, student: str, chapter: str, h: str, submission: Path | None = None
+            ) -> tuple[dict, Path | None, str | None]:
+        """Grade one submission in a worker process; returns (result, autograded folder, tool error).
+
+        ``submission``: the folder to grade (default: the course's ``submitted/<student>/<chapter>``)."""
         if self.stopping:
             raise KeyboardInterrupt
         worker = self.free.get()
         try:
             job_dir = Path(tempfile.mkdtemp(prefix=f"job-{chapter}-", dir=self.run_dir))
             job = {"student": student, "chapter": chapter, "course_id": self.course.course_id,
-                   "submission": str(self.course.submitted_dir / student / chapter),
+                   "submission": str(submission or self.course.submitted_dir / student / chapter),
                    "template": str(self.templates[chapter]), "out": str(job_dir), "worker": worker,
                    "limits": asdict(self.limits), "hide": self.course.protected_paths() + [str(self.run_dir)],
                    "isolate": self.isolate, "env": self.env, "submission_hash": h}
@@ -157,10 +164,47 @@ class _Runner:
             self._stop(p)
 
 
+CANARY_STUDENT = "instructor-solution"
+
+
+def automatic_points(result: dict) -> tuple[float, float]:
+    """(score, points available) of a grader result over its automatically graded cells. Written answers are
+    left out: nbgrader gives them no automatic score and marks them ``needs_manual_grade``."""
+    grades = [g for nbres in result.get("notebooks", {}).values() for g in nbres.get("grades", {}).values()
+              if not g.get("needs_manual_grade")]
+    return sum(g.get("auto_score") or 0.0 for g in grades), sum(g.get("max_score") or 0.0 for g in grades)
+
+
+def run_canary(runner: "_Runner", course: Course, chapters: list[str], run_dir: Path) -> list[str]:
+    """Grade each chapter's solution notebooks (the course's ``source/<chapter>``) like a submission.
+
+    Returns one message per chapter whose solutions do not earn every automatic point: the grading environment
+    (or the solution) is broken, and grading students now would record wrong scores for all of them.
+    """
+    problems = []
+    for chapter in chapters:
+        folder = run_dir / "canary" / chapter
+        folder.mkdir(parents=True)
+        for path in sorted((course.source_dir / chapter).iterdir()):
+            if path.is_file() and not path.is_symlink():
+                shutil.copy2(path, folder / path.name)
+        result, graded, _ = runner.run(CANARY_STUDENT, chapter, "", submission=folder)
+        if graded is not None:
+            shutil.rmtree(graded.parent, ignore_errors=True)
+        score, total = automatic_points(result)
+        if result.get("status") != "graded" or total == 0 or score < total:
+            problems.append(f"canary: the instructor's solution of {chapter} scored {score:g}/{total:g} in the "
+                            f"grading sandbox ({(result.get('reason') or 'no reason given')[:300]}); nothing was "
+                            f"graded. Fix the environment or the solution (or pass --no-canary)")
+    return problems
+
+
 def autograde(course: Course, chapters=None, students=None, workers: int = 1, limits: sandbox.Limits | None = None,
               force: bool = False, progress: bool | None = None, require_isolation: bool = False,
-              isolate: bool | None = None, env: dict | None = None, log=print) -> Report:
-    """Grade the collected submissions of ``chapters`` (all) by ``students`` (all). See the module docstring."""
+              isolate: bool | None = None, env: dict | None = None, log=print, canary: bool = True) -> Report:
+    """Grade the collected submissions of ``chapters`` (all) by ``students`` (all). See the module docstring.
+
+    ``canary``: first grade the instructor's solutions (:func:`run_canary`) and stop if they lose points."""
     from tqdm import tqdm
 
     t0 = time.time()
@@ -229,6 +273,13 @@ def autograde(course: Course, chapters=None, students=None, workers: int = 1, li
             log(f"nothing to grade: {report.skipped} submission(s) up to date (use --force to regrade)")
             return report
         runner = _Runner(course, run_dir, templates, limits, isolate, env, slots)
+        if canary:
+            problems = run_canary(runner, course, sorted(templates), run_dir)
+            if problems:
+                report.tool_errors += problems
+                for message in problems:
+                    log(message)
+                return report
         bar = tqdm(total=len(todo), desc="autograde", unit="sub", disable=(progress is False) or None,
                    file=sys.stderr)
         with cf.ThreadPoolExecutor(max_workers=workers) as pool:

@@ -53,7 +53,7 @@ def cmd_autograde(args) -> int:
     env = {} if not args.full else {"MEM_TUTORIAL_FAST": "0"}
     report = autograde(course, chapters=args.chapters, students=args.students, workers=args.workers,
                        limits=limits, force=args.force, progress=False if args.no_progress else None,
-                       require_isolation=args.require_isolation, env=env,
+                       require_isolation=args.require_isolation, env=env, canary=not args.no_canary,
                        log=lambda m: print(m, file=sys.stderr))
     print(format_table(report, course))
     return report.exit_status
@@ -154,6 +154,8 @@ def register(sub) -> None:
     p.add_argument("--require-isolation", action="store_true",
                    help="fail unless kernels can run as a separate user in a private mount namespace (root)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-canary", action="store_true",
+                   help="skip the check that the instructor's solutions earn full marks in the sandbox first")
     _common(p)
     p.set_defaults(func=cmd_autograde)
 
