@@ -376,10 +376,7 @@ for task in (2, 3):
 # validation, and the epoch with the lowest validation error is kept. In FAST mode (CI, autograding) we train
 # 15 epochs at the constant rate 0.01 without linear start — task 1 is easy enough — which takes a few seconds;
 # the full mode runs the paper's 20 LS + 100 epochs. `M.paper_config(data)` builds the architecture with the
-# official code's conventions (PE matrix, a memory of `slots` = longest story with empty slots in the softmax,
-# and the temporal vector as a *time word*: the official code appends "time $i$" as an extra word to each memory
-# sentence, so $T_A(i)$ is weighted by the last row of a PE matrix built for $J+1$ positions, `time_word=True`;
-# in our runs it lowered the error of tasks 2, 3, 7 and 10).
+# official code's conventions (PE matrix, a memory of `slots` = longest story with empty slots in the softmax).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
