@@ -424,7 +424,7 @@ def test_paper_config_follows_the_official_code():
         train = type("T", (), {"stories": torch.zeros(3, 26, 7, dtype=torch.long)})()
     single = M.paper_config(Fake())
     assert (single.pe_formula, single.slots, single.embedding_dim, single.hops) == ("official", 26, 20, 3)
-    assert single.encoding == "pe" and single.temporal and single.tying == "adjacent" and single.time_word
+    assert single.encoding == "pe" and single.temporal and single.tying == "adjacent"
     assert M.paper_config(Fake(), joint=True).embedding_dim == 50
     assert M.paper_config(Fake(), slots=None).slots is None
     with pytest.raises(TypeError):

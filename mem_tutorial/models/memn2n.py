@@ -27,10 +27,6 @@ Other conventions (each noted where it is implemented):
 
 * memory slot 0 is the oldest kept sentence; the temporal index of a memory is its *age* (0 = most recent),
   as in the official code, which numbers time words from the most recent sentence;
-* temporal encoding: the paper adds T_A(i) to m_i; the official code appends a "time word" to each memory
-  sentence and builds its PE matrix for J+1 positions, so T_A(i) is weighted by the matrix's last row and the
-  words by its first J rows (``MemN2NConfig.time_word``, :func:`time_word_encoding`; :func:`paper_config` uses
-  it: it lowered the test error of tasks 2, 3, 7 and 10 in our runs, benchmarks/RESULTS.md);
 * unfilled memory slots: by default (``MemN2NConfig.slots=None``) they are masked and get exactly zero
   attention. The official code instead has a memory of fixed size min(50, longest story) whose unfilled slots
   hold only nil words: m_i = c_i = 0, score 0, and they take a share of the softmax while returning nothing
@@ -586,15 +582,14 @@ def paper_config(data, joint: bool = False, **overrides) -> MemN2NConfig:
 
     PE with the official matrix (``pe_formula="official"``: the paper's printed formula gives a matrix about half
     as large, which learned the yes/no and induction tasks 6, 16, 18 at chance in our runs), temporal encoding,
-    adjacent tying, 3 hops, d = 20 (single task) or 50 (joint), a memory of
-    ``slots = min(50, longest story)`` whose unfilled slots are empty memories in the softmax, and the temporal
-    encoding as the official code's time word (``time_word=True``: :func:`time_word_encoding`), as in the
+    adjacent tying, 3 hops, d = 20 (single task) or 50 (joint), and a memory of
+    ``slots = min(50, longest story)`` whose unfilled slots are empty memories in the softmax, as in the
     official code. ``data`` is a :class:`mem_tutorial.data.babi.BabiData` (``load_babi``); ``overrides`` set
     any other :class:`MemN2NConfig` field.
     """
     cfg = dict(vocab_size=len(data.vocab), sentence_length=data.sentence_length, memory_size=data.memory_size,
                embedding_dim=50 if joint else 20, hops=3, encoding="pe", pe_formula="official",
-               slots=int(data.train.stories.shape[1]), time_word=True)
+               slots=int(data.train.stories.shape[1]))
     for key in overrides:
         if key not in MemN2NConfig.__dataclass_fields__:
             raise TypeError(f"MemN2NConfig has no field {key!r}")
