@@ -27,6 +27,11 @@ Other conventions (each noted where it is implemented):
 
 * memory slot 0 is the oldest kept sentence; the temporal index of a memory is its *age* (0 = most recent),
   as in the official code, which numbers time words from the most recent sentence;
+* temporal encoding: the paper adds T_A(i) to m_i (our default); the official code appends a "time word" to each
+  memory sentence and builds its PE matrix for J+1 positions, so T_A(i) is weighted by the matrix's last row and
+  the words by its first J rows (``MemN2NConfig.time_word=True``, :func:`time_word_encoding`). Over the 20
+  single tasks, 3 seeds, it made no difference beyond seed noise (benchmarks/RESULTS.md), so
+  :func:`paper_config` keeps the paper's form;
 * unfilled memory slots: by default (``MemN2NConfig.slots=None``) they are masked and get exactly zero
   attention. The official code instead has a memory of fixed size min(50, longest story) whose unfilled slots
   hold only nil words: m_i = c_i = 0, score 0, and they take a share of the softmax while returning nothing
