@@ -94,7 +94,8 @@ def cmd_converge(args, task: str = "copy") -> dict:
         try:
             run = train_on_task(model, task, batch_size=args.batch, max_sequences=args.max_sequences,
                                 optimizer=args.optimizer, lr=args.lr, seed=seed, device=device, window=args.window,
-                                threshold=args.threshold, stop_after=args.stay, monitor=mon, log_every=10)
+                                threshold=args.threshold, stop_after=args.stay, monitor=mon, log_every=10,
+                                anneal_on_converge=args.anneal_on_converge)
             history = run.history
         except TimeUp as e:
             print(f"  stopped: {e} (windowed cost {mon.mean:.3f})", flush=True)
@@ -406,6 +407,8 @@ def main(argv=None) -> int:
         p.add_argument("--window", type=int, default=1000)
         p.add_argument("--threshold", type=float, default=0.1)
         p.add_argument("--stay", type=int, default=5000)
+        p.add_argument("--anneal-on-converge", type=float, default=None,
+                       help="multiply the learning rate by this once converged (e.g. 0.1)")
         p.add_argument("--print-every", type=int, default=1000)
 
     p = sub.add_parser("converge")

@@ -123,6 +123,21 @@ def test_no_nan_repeat_copy_rmsprop():
     assert all(torch.isfinite(torch.tensor(run.history["loss"])))
 
 
+def test_anneal_on_converge_lowers_the_learning_rate_once():
+    torch.manual_seed(0)
+    m = NTM(**SMALL)
+    opt = make_optimizer(m, "adam", 1e-3)
+    # threshold far above any cost: "converged" as soon as the first window (4 sequences) is full
+    run = train_on_task(m, "copy", batch_size=2, max_sequences=12, optimizer=opt, window=4, threshold=1e9,
+                        stop_after=None, anneal_on_converge=0.1, task_kwargs={"max_len": 2})
+    assert run.monitor.converged_at == 4
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)  # once, not at every later step
+    opt2 = make_optimizer(m, "adam", 1e-3)
+    train_on_task(m, "copy", batch_size=2, max_sequences=12, optimizer=opt2, window=4, threshold=-1.0,
+                  stop_after=None, anneal_on_converge=0.1, task_kwargs={"max_len": 2})
+    assert opt2.param_groups[0]["lr"] == pytest.approx(1e-3)  # never converged: unchanged
+
+
 def test_clipping_and_optimizers():
     m = NTM(**SMALL)
     for p in m.parameters():

@@ -119,6 +119,7 @@ def train_on_task(
     desc: str = "training",
     monitor: ConvergenceMonitor | None = None,
     history: History | None = None,
+    anneal_on_converge: float | None = None,
 ) -> TaskRun:
     """Train ``model`` on a task, counting sequences until the windowed cost falls below ``threshold``.
 
@@ -129,6 +130,9 @@ def train_on_task(
         stop_after: once converged, train this many more sequences and stop (None: never stop early).
         log_every: record metrics every this many updates (``loss``: per-bit BCE in nats; ``bits``: the batch's
             mean cost per sequence; ``avg_bits``: the windowed cost; ``sequences``: sequences seen).
+        anneal_on_converge: once the windowed cost first falls below ``threshold``, multiply the learning rate by
+            this factor (e.g. 0.1), so that Adam's fixed-size steps on near-zero gradients do not kick a
+            converged model out of its solution (None: keep the learning rate).
 
     Returns:
         A :class:`TaskRun` with the history and the :class:`ConvergenceMonitor`.
@@ -151,7 +155,11 @@ def train_on_task(
         opt.step()
         with torch.no_grad():
             cost = bits_error(logits.detach(), batch.targets, batch.masks)
+        converged_before = mon.converged_at is not None
         avg = mon.update(cost.cpu())
+        if anneal_on_converge is not None and not converged_before and mon.converged_at is not None:
+            for group in opt.param_groups:
+                group["lr"] *= anneal_on_converge
         return {"loss": loss.item(), "bits": cost.mean().item(), "avg_bits": avg, "sequences": mon.seen}
 
     def stop(h: History) -> bool:
