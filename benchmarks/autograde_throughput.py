@@ -6,7 +6,8 @@ For each worker count a fresh course receives ``--count`` submissions (cycling t
 a wrong ``read``, the untouched stub, a wrong ``write``), ``mem-tutorial autograde`` grades them, and the gradebook
 is checked: every student present exactly once, with the expected automatic score (no lost, duplicated or wrong
 grade). Peak memory is the largest sum of resident memory over this process and all its descendants (graders and
-sandboxed kernels), sampled every 0.2 s. Prints a table.
+sandboxed kernels), sampled every 0.2 s. Prints a table. Since the canary was added (third session), each run also grades the
+instructor's solution once before the class, and the wall and CPU figures include it (about 8-15 s of CPU).
 """
 
 from __future__ import annotations
