@@ -200,20 +200,9 @@ def main(argv=None) -> None:
     global _clock
     _clock = CLOCK[args.clock]
     print(f"clock: {args.clock}, torch threads: {torch.get_num_threads()}")
-    if args.section == "read":
-        bench_read(args)
-    elif args.section == "ann":
-        bench_ann(args)
-    elif args.section == "model":
-        bench_model(args)
-    elif args.section == "contrast":
-        bench_contrast(args)
-    elif args.section == "keys":
-        bench_keys(args)
-    elif args.section == "babi":
-        bench_babi(args)
-    else:
-        bench_retrieval(args)
+    sections = {"read": bench_read, "ann": bench_ann, "model": bench_model, "contrast": bench_contrast,
+                "keys": bench_keys, "babi": bench_babi}
+    sections.get(args.section, bench_retrieval)(args)
 
 
 def bench_model(args) -> None:

@@ -41,7 +41,7 @@ from mem_tutorial.models.lstm import LSTMBaseline, LSTMConfig  # noqa: E402
 from mem_tutorial.models.ntm import NTM, NTMConfig  # noqa: E402
 from mem_tutorial.runtime import get_device, seed_everything  # noqa: E402
 from mem_tutorial.tasks import associative_recall_task, copy_task  # noqa: E402
-from mem_tutorial.tasks.training import ConvergenceMonitor, evaluate, task_loss, train_on_task  # noqa: E402
+from mem_tutorial.tasks.training import ConvergenceMonitor, evaluate, task_loss, train_on_task, train_step  # noqa: E402
 from mem_tutorial.train import load_checkpoint, save_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,18 +228,10 @@ def cmd_retrain(args) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     mon = PrintingMonitor(args.window, args.threshold, every=args.print_every, label="curriculum")
     max_len, recent, seen, t0 = args.start_len, [], 0, time.time()
-    from mem_tutorial.tasks import bits_error
-    from mem_tutorial.tasks.training import clip_gradients
 
     while seen < args.max_sequences:
         batch = copy_task(args.batch, min_len=1, max_len=max_len, generator=gen).to(device)
-        logits, _ = model(batch.inputs)
-        loss = task_loss(logits, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_gradients(model)
-        opt.step()
-        cost = bits_error(logits.detach(), batch.targets, batch.masks).cpu()
+        cost = train_step(model, opt, batch)[1].cpu()
         seen += args.batch
         recent = (recent + [cost.mean().item()])[-20:]
         if max_len < 20 and len(recent) == 20 and sum(recent) / 20 < args.advance_below:
@@ -297,8 +289,8 @@ def cmd_repeat(args) -> dict:
     ``--max-sequences`` or after ``--max-minutes`` of wall time, and saves in every case (``converged_at`` None if
     it did not converge).
     """
-    from mem_tutorial.tasks import bits_error, repeat_copy_task
-    from mem_tutorial.tasks.training import clip_gradients, make_optimizer
+    from mem_tutorial.tasks import repeat_copy_task
+    from mem_tutorial.tasks.training import make_optimizer
 
     seed_everything(args.seed)
     device = get_device(args.device, verbose=False)
@@ -319,13 +311,7 @@ def cmd_repeat(args) -> dict:
         max_len, max_rep = min(cur, args.max_len), min(cur, args.max_repeats)
         batch = repeat_copy_task(args.batch, max_len=max_len, max_repeats=max_rep, repeat_norm=args.max_repeats,
                                  generator=gen).to(device)
-        logits, _ = model(batch.inputs)
-        loss = task_loss(logits, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_gradients(model)
-        opt.step()
-        cost = bits_error(logits.detach(), batch.targets, batch.masks).cpu()
+        cost = train_step(model, opt, batch)[1].cpu()
         seen += args.batch
         if (max_len, max_rep) != (args.max_len, args.max_repeats):
             recent = (recent + [cost.mean().item()])[-20:]

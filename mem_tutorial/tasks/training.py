@@ -100,6 +100,24 @@ class TaskRun:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, batch: TaskBatch, clip: float | None = GRAD_CLIP
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update on one batch: forward, :func:`task_loss`, backward, :func:`clip_gradients`, optimiser step.
+
+    Returns:
+        (loss [] detached, wrong bits per sequence [B]).
+    """
+    logits, _ = model(batch.inputs)
+    loss = task_loss(logits, batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    clip_gradients(model, clip)
+    opt.step()
+    with torch.no_grad():
+        cost = bits_error(logits.detach(), batch.targets, batch.masks)
+    return loss.detach(), cost
+
+
 def train_on_task(
     model: nn.Module,
     task: str | Callable[..., TaskBatch] = "copy",
@@ -147,14 +165,7 @@ def train_on_task(
 
     def step(i: int) -> dict[str, float]:
         batch = make_batch(batch_size, generator=gen, **kwargs).to(device)
-        logits, _ = model(batch.inputs)
-        loss = task_loss(logits, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_gradients(model, clip)
-        opt.step()
-        with torch.no_grad():
-            cost = bits_error(logits.detach(), batch.targets, batch.masks)
+        loss, cost = train_step(model, opt, batch, clip)
         converged_before = mon.converged_at is not None
         avg = mon.update(cost.cpu())
         if anneal_on_converge is not None and not converged_before and mon.converged_at is not None:
