@@ -41,7 +41,7 @@ from mem_tutorial.models.lstm import LSTMBaseline, LSTMConfig  # noqa: E402
 from mem_tutorial.models.ntm import NTM, NTMConfig  # noqa: E402
 from mem_tutorial.runtime import get_device, seed_everything  # noqa: E402
 from mem_tutorial.tasks import associative_recall_task, copy_task  # noqa: E402
-from mem_tutorial.tasks.training import ConvergenceMonitor, evaluate, task_loss, train_on_task, train_step  # noqa: E402
+from mem_tutorial.tasks.training import ConvergenceMonitor, evaluate, train_on_task, train_step  # noqa: E402
 from mem_tutorial.train import load_checkpoint, save_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,10 @@ def ntm_for(task: str, args) -> NTM:
     cfg = NTMConfig(input_size=sizes[0], output_size=sizes[1], controller=args.controller,
                     controller_size=args.controller_size, memory_slots=args.slots, memory_width=args.width,
                     memory_init=args.memory_init)
-    return NTM(cfg)
+    model = NTM(cfg)
+    if args.compile != "none":  # torch.compile of one step; "cpp" also compiles the graphs' Python glue to C++
+        model.compile_step(**({"options": {"cpp_wrapper": True}} if args.compile == "cpp" else {}))
+    return model
 
 
 def cmd_converge(args, task: str = "copy") -> dict:
@@ -131,31 +134,27 @@ def cmd_speed(args) -> dict:
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         gen = torch.Generator().manual_seed(0)
         batches = [copy_task(batch_size, generator=gen).to(device) for _ in range(args.steps + 2)]
-        for b in batches[:2]:  # warm-up
-            loss = task_loss(model(b.inputs)[0], b)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        t0 = time.time()
+        for b in batches[:2]:  # warm-up (and, with --compile, the compilation)
+            train_step(model, opt, b)
         if device.type == "cuda":
             torch.cuda.synchronize()
+        warm = time.time() - t0
         t0, c0 = time.time(), time.process_time()
         for b in batches[2:]:
-            loss = task_loss(model(b.inputs)[0], b)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_value_(model.parameters(), 10.0)
-            opt.step()
+            train_step(model, opt, b)
         if device.type == "cuda":
             torch.cuda.synchronize()
         dt, cpu = time.time() - t0, time.process_time() - c0
         rows.append({"batch": batch_size, "seq_per_s": batch_size * args.steps / dt, "ms_per_update": 1000 * dt / args.steps,
-                     "seq_per_cpu_s": batch_size * args.steps / cpu})
+                     "seq_per_cpu_s": batch_size * args.steps / cpu, "warmup_s": warm, "compile": args.compile})
     print(f"\nspeed: copy lengths 1-20, NTM controller {args.controller_size}, memory {args.slots}x{args.width}, "
-          f"device {device}, threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
+          f"device {device}, threads {torch.get_num_threads()}, compile {args.compile}, load {os.getloadavg()[0]:.1f}")
     print("(sequences per CPU-second = per second of this process's CPU time: robust to other processes' load)")
-    print(f"{'batch':>6} {'sequences/s (wall)':>19} {'ms/update':>10} {'sequences/CPU-s':>16}")
+    print(f"{'batch':>6} {'sequences/s (wall)':>19} {'ms/update':>10} {'sequences/CPU-s':>16} {'warm-up s':>10}")
     for r in rows:
-        print(f"{r['batch']:>6} {r['seq_per_s']:>19.1f} {r['ms_per_update']:>10.1f} {r['seq_per_cpu_s']:>16.1f}")
+        print(f"{r['batch']:>6} {r['seq_per_s']:>19.1f} {r['ms_per_update']:>10.1f} {r['seq_per_cpu_s']:>16.1f}"
+              f" {r['warmup_s']:>10.1f}")
     return {"args": _args_dict(args), "rows": rows}
 
 
@@ -383,6 +382,9 @@ def main(argv=None) -> int:
         p.add_argument("--slots", type=int, default=128)
         p.add_argument("--width", type=int, default=20)
         p.add_argument("--memory-init", default="constant", choices=["constant", "learned", "random"])
+        p.add_argument("--compile", default="none", choices=["none", "inductor", "cpp"],
+                       help="run the NTM step through torch.compile (NTM.compile_step); 'cpp' adds inductor's "
+                            "C++ wrapper (longer first compile, less per-step overhead)")
 
     def train_args(p, batch=16, lr=1e-3, max_sequences=100_000):
         model_args(p)
