@@ -232,26 +232,31 @@ def test_with_memory_slots_keeps_weights():
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("clang++") is None,
                     reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_step_matches_eager_and_compiles_once_per_mode():
-    """compile_step() gives the eager forward and gradients, and sequences of any length reuse one graph
-    (the inputs are re-laid out so that every x_t has the same strides)."""
+    """compile_step() gives the eager forward, weightings and gradients, and sequences of any length reuse the
+    same three graphs (the first step, a chunk, a later step: the inputs are re-laid out so that every slice has
+    the same strides whatever T)."""
     from torch._dynamo.utils import counters
 
     torch.manual_seed(0)
     eager = NTM(**SMALL)
     compiled = NTM(**SMALL)
     compiled.load_state_dict(eager.state_dict())
-    compiled.compile_step()
+    compiled.compile_step(chunk=3)
     torch._dynamo.reset()
     counters.clear()
     gen = torch.Generator().manual_seed(0)
-    for max_len in (2, 5, 3):  # different T; batch 1 (size-1 strides are where recompiles hide)
+    for max_len in (2, 5, 3, 6):  # different T; batch 1 (size-1 strides are where recompiles hide)
         batch = copy_task(1, max_len=max_len, generator=gen)
         for m in (eager, compiled):
             m.zero_grad()
             task_loss(m(batch.inputs)[0], batch).backward()
-        torch.testing.assert_close(compiled(batch.inputs)[0], eager(batch.inputs)[0], atol=1e-5, rtol=1e-5)
+        a, b = eager.trace(batch.inputs), compiled.trace(batch.inputs)
+        for x, y in ((a.logits, b.logits), (a.read_weights, b.read_weights), (a.write_weights, b.write_weights)):
+            torch.testing.assert_close(y, x, atol=1e-5, rtol=1e-5)
         for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
             torch.testing.assert_close(b.grad, a.grad, atol=1e-5, rtol=1e-4, msg=name)
-    # one graph for the first step (initial state, no grad) and one for the others
-    assert counters["stats"]["unique_graphs"] <= 2, dict(counters["stats"])
-    assert eager._compiled_step is None and compiled.with_memory_slots(20)._compiled_step is None
+    # T = 2L + 1 = 1 + 3 chunks + 0-2 single steps: graphs for step 0 (no grad in its state), a chunk, a step
+    assert counters["stats"]["unique_graphs"] <= 3, dict(counters["stats"])
+    assert eager._compiled_steps is None and compiled.with_memory_slots(20)._compiled_steps is None
+    with pytest.raises(ValueError, match="chunk"):
+        NTM(**SMALL).compile_step(chunk=0)

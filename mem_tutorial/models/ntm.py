@@ -122,7 +122,7 @@ class NTM(nn.Module):
         self.output = nn.Linear(C + R * W, cfg.output_size)
         if cfg.memory_init == "learned":
             self.memory_bias = nn.Parameter(torch.full((cfg.memory_slots, W), MEMORY_INIT_CONSTANT))
-        self._compiled_step = None  # set by compile_step()
+        self._compiled_steps, self._chunk = None, 1  # set by compile_step()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -218,17 +218,32 @@ class NTM(nn.Module):
         logits = self.output(torch.cat([h, reads.reshape(B, -1)], dim=-1))
         return logits, NTMState(memory, read_w, write_w, reads, ctrl_state)
 
-    def compile_step(self, **options) -> "NTM":
-        """Run :meth:`step` through ``torch.compile`` from now on (opt-in speed-up for long training runs).
+    def steps(self, inputs: torch.Tensor, state: NTMState) -> NTMTrace:
+        """:meth:`step` over every time step of ``inputs`` [B, K, input_size] (a Python loop over K)."""
+        logits, reads_w, writes_w = [], [], []
+        for k in range(inputs.shape[1]):
+            y, state = self.step(inputs[:, k], state)
+            logits.append(y)
+            reads_w.append(state.read_weights)
+            writes_w.append(state.write_weights)
+        return NTMTrace(torch.stack(logits, 1), torch.stack(reads_w, 1), torch.stack(writes_w, 1), state)
+
+    def compile_step(self, chunk: int = 4, **options) -> "NTM":
+        """Run the time steps through ``torch.compile`` from now on (opt-in speed-up for long training runs).
 
         At batch 1 an NTM step is a few hundred tiny tensor operations, so eager PyTorch spends its time on
-        per-operation overhead; compiling one step fuses them into a handful of kernels (forward and backward).
-        Measured on a 2-core CPU: 2-3x more training sequences per second at batch 1 (benchmarks/RESULTS.md).
-        The first calls compile (seconds to a minute, once per input shape, grad mode and device); numerics
-        match the eager step to float rounding. Needs a C++ compiler on CPU (Linux, macOS and Colab have one).
-        ``options`` go to ``torch.compile``. Returns ``self``; :meth:`with_memory_slots` copies are not compiled.
+        per-operation overhead. Compiled, ``chunk`` consecutive steps become one fused graph (forward and
+        backward), and a sequence of any length T runs as 1 step, (T - 1) // chunk chunks, then single steps:
+        two graphs per batch size, grad mode and device, compiled once (seconds to a minute; inductor caches them
+        on disk). Numerics match the eager steps to float rounding. Measured on a 2-core CPU: about 3x more
+        training sequences per second at batch 1 (benchmarks/RESULTS.md, Chapter 2). Needs a C++ compiler on
+        CPU (Linux, macOS and Colab have one). ``options`` go to ``torch.compile`` (default ``dynamic=False``).
+        Returns ``self``; :meth:`with_memory_slots` copies are not compiled.
         """
-        self._compiled_step = torch.compile(self.step, **options)
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        self._compiled_steps = torch.compile(self.steps, **{"dynamic": False, **options})
+        self._chunk = chunk
         return self
 
     # --- whole sequences -----------------------------------------------------------------------------------
@@ -246,20 +261,27 @@ class NTM(nn.Module):
         B, T, _ = inputs.shape
         if state is None:
             state = self.initial_state(B, inputs.device)
-        step = self.step
-        if self._compiled_step is not None:
-            step = self._compiled_step
-            # time-major with standard strides, so every x_t has the same strides whatever T (one compiled graph)
-            inputs = inputs.transpose(0, 1).clone(memory_format=torch.contiguous_format).transpose(0, 1)
-        logits, reads_w, writes_w = [], [], []
-        for t in range(T):
-            y, state = step(inputs[:, t], state)
-            logits.append(y)
-            if record:
-                reads_w.append(state.read_weights)
-                writes_w.append(state.write_weights)
-        out = torch.stack(logits, dim=1)
-        if record:
-            return NTMTrace(out, torch.stack(reads_w, 1), torch.stack(writes_w, 1), state)
-        empty = out.new_zeros(0)
-        return NTMTrace(out, empty, empty, state)
+        if self._compiled_steps is None:
+            if not record:  # the plain loop: no weightings kept
+                logits = []
+                for t in range(T):
+                    y, state = self.step(inputs[:, t], state)
+                    logits.append(y)
+                out = torch.stack(logits, dim=1)
+                return NTMTrace(out, out.new_zeros(0), out.new_zeros(0), state)
+            return self.steps(inputs, state)
+        # time-major storage with standard strides: every slice x[:, t:t+K] has the same strides whatever T
+        inputs = inputs.transpose(0, 1).clone(memory_format=torch.contiguous_format).transpose(0, 1)
+        K = self._chunk
+        chunks = (T - 1) // K  # step 0 alone (its initial state needs no grad), then whole chunks, then single steps
+        sizes = [1] + [K] * chunks + [1] * (T - 1 - K * chunks)
+        parts, t = [], 0
+        for size in sizes:
+            part = self._compiled_steps(inputs[:, t : t + size], state)
+            parts.append(part)
+            state, t = part.state, t + size
+        logits = torch.cat([p.logits for p in parts], 1)
+        if not record:
+            return NTMTrace(logits, logits.new_zeros(0), logits.new_zeros(0), state)
+        return NTMTrace(logits, torch.cat([p.read_weights for p in parts], 1),
+                        torch.cat([p.write_weights for p in parts], 1), state)
