@@ -234,8 +234,8 @@ class NTM(nn.Module):
         At batch 1 an NTM step is a few hundred tiny tensor operations, so eager PyTorch spends its time on
         per-operation overhead. Compiled, ``chunk`` consecutive steps become one fused graph (forward and
         backward), and a sequence of any length T runs as 1 step, (T - 1) // chunk chunks, then single steps:
-        two graphs per batch size, grad mode and device, compiled once (seconds to a minute; inductor caches them
-        on disk). Numerics match the eager steps to float rounding. Measured on a 2-core CPU: about 3x more
+        three graphs (the first step, a chunk, a later step) per batch size, grad mode and device, compiled once
+        (seconds to a minute or two; inductor caches them on disk). Numerics match the eager steps to float rounding. Measured on a 2-core CPU: about 3x more
         training sequences per second at batch 1 (benchmarks/RESULTS.md, Chapter 2). Needs a C++ compiler on
         CPU (Linux, macOS and Colab have one). ``options`` go to ``torch.compile`` (default ``dynamic=False``).
         Returns ``self``; :meth:`with_memory_slots` copies are not compiled.
@@ -258,18 +258,22 @@ class NTM(nn.Module):
 
     def _unroll(self, inputs: torch.Tensor, state: NTMState | None, record: bool) -> NTMTrace:
         check_shape("inputs", inputs, "B T I", {"I": self.config.input_size})
-        B, T, _ = inputs.shape
         if state is None:
-            state = self.initial_state(B, inputs.device)
+            state = self.initial_state(inputs.shape[0], inputs.device)
         if self._compiled_steps is None:
-            if not record:  # the plain loop: no weightings kept
-                logits = []
-                for t in range(T):
-                    y, state = self.step(inputs[:, t], state)
-                    logits.append(y)
-                out = torch.stack(logits, dim=1)
-                return NTMTrace(out, out.new_zeros(0), out.new_zeros(0), state)
-            return self.steps(inputs, state)
+            trace = self.steps(inputs, state)
+        else:
+            parts = self._compiled_unroll(inputs, state)
+            trace = NTMTrace(*(torch.cat([getattr(p, f) for p in parts], 1)
+                               for f in ("logits", "read_weights", "write_weights")), parts[-1].state)
+        if not record:
+            empty = trace.logits.new_zeros(0)
+            return trace._replace(read_weights=empty, write_weights=empty)
+        return trace
+
+    def _compiled_unroll(self, inputs: torch.Tensor, state: NTMState) -> list[NTMTrace]:
+        """The compiled steps over inputs [B, T, I]: step 0, whole chunks of K steps, then single steps."""
+        T = inputs.shape[1]
         # time-major storage with standard strides: every slice x[:, t:t+K] has the same strides whatever T
         inputs = inputs.transpose(0, 1).clone(memory_format=torch.contiguous_format).transpose(0, 1)
         K = self._chunk
@@ -277,11 +281,6 @@ class NTM(nn.Module):
         sizes = [1] + [K] * chunks + [1] * (T - 1 - K * chunks)
         parts, t = [], 0
         for size in sizes:
-            part = self._compiled_steps(inputs[:, t : t + size], state)
-            parts.append(part)
-            state, t = part.state, t + size
-        logits = torch.cat([p.logits for p in parts], 1)
-        if not record:
-            return NTMTrace(logits, logits.new_zeros(0), logits.new_zeros(0), state)
-        return NTMTrace(logits, torch.cat([p.read_weights for p in parts], 1),
-                        torch.cat([p.write_weights for p in parts], 1), state)
+            parts.append(self._compiled_steps(inputs[:, t : t + size], state))
+            state, t = parts[-1].state, t + size
+        return parts
