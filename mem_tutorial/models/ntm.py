@@ -235,9 +235,10 @@ class NTM(nn.Module):
         per-operation overhead. Compiled, ``chunk`` consecutive steps become one fused graph (forward and
         backward), and a sequence of any length T runs as 1 step, (T - 1) // chunk chunks, then single steps:
         three graphs (the first step, a chunk, a later step) per batch size, grad mode and device, compiled once
-        (seconds to a minute or two; inductor caches them on disk). Numerics match the eager steps to float rounding. Measured on a 2-core CPU: about 3x more
-        training sequences per second at batch 1 (benchmarks/RESULTS.md, Chapter 2). Needs a C++ compiler on
-        CPU (Linux, macOS and Colab have one). ``options`` go to ``torch.compile`` (default ``dynamic=False``).
+        (seconds to a minute or two; inductor caches them on disk). Numerics match the eager steps to float
+        rounding. Measured on a 2-core CPU: 2.7x more training sequences per second at batch 1, 1.2x at batch 32
+        (benchmarks/RESULTS.md, Chapter 2). Needs a C++ compiler on CPU (Linux, macOS and Colab have one).
+        ``options`` go to ``torch.compile`` (default ``dynamic=False``).
         Returns ``self``; :meth:`with_memory_slots` copies are not compiled.
         """
         if chunk < 1:
