@@ -412,6 +412,11 @@ print(inspect.getsource(NTM.step))
 # every gradient component to $[-10, 10]$ as in the paper. In FAST mode (CI) this is a tiny NTM on short
 # sequences; the full mode uses the paper's sizes (it takes a while on a CPU: the next section loads a trained
 # one).
+#
+# For long runs, `NTM(...).compile_step()` sends the steps through `torch.compile`: the first sequences wait
+# for a compilation (up to a minute or so the first time; it needs a C++ compiler, which Linux, macOS and
+# Colab have), then training at batch 1 runs about 2.7 times faster on a CPU (`benchmarks/RESULTS.md`,
+# Chapter 2).
 
 # %%
 sizes = mt.pick(fast=dict(controller_size=32, memory_slots=16, memory_width=8), full={})  # full: the paper's sizes
