@@ -216,7 +216,9 @@ def main(argv=None) -> int:
         for run in report["runs"]:
             run["per_task"] = {int(k): v for k, v in run["per_task"].items()}
         mode = report.get("mode") or ("joint" if "joint" in report.get("argv", []) else "single")
-        paper = M.PAPER_ERRORS["joint_pe_ls_rn" if mode == "joint" else "single_pe_ls_rn"]
+        paper = None  # the library holds the paper's 1k figures only
+        if report.get("variant", "en") == "en":
+            paper = M.PAPER_ERRORS["joint_pe_ls_rn" if mode == "joint" else "single_pe_ls_rn"]
         print(table(report, paper))
         means = [summarise(r["per_task"]) for r in report["runs"]]
         print(f"\nmedian over seeds: mean error {statistics.median(m for m, _ in means):.2f} %, failed tasks "
