@@ -27,6 +27,7 @@ import shutil
 import sys
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
@@ -64,6 +65,10 @@ def _umount(target) -> None:
     _check(_c().umount2(os.fsencode(target), MNT_DETACH), f"umount {target}")
 
 
+def unshare(flags: int) -> None:
+    _check(_c().unshare(flags), f"unshare({flags:#x})")
+
+
 def set_limits(limits: dict) -> None:
     def lim(kind, soft, hard=None):
         if soft is None:
@@ -93,7 +98,9 @@ def isolate(spec: dict) -> None:
     (``hide``) are covered too. Other students' folders, the course, the solutions and the gradebook are not
     in this view of the file system at all.
     """
-    _check(_c().unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    # a private mount namespace, and a private IPC namespace (System V shared memory, semaphores and POSIX message
+    # queues would otherwise be channels between students' kernels)
+    _check(_c().unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare(CLONE_NEWNS | CLONE_NEWIPC)")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     stage_root = "/dev/shm"
     _mount("tmpfs", stage_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=256m")
@@ -116,6 +123,9 @@ def isolate(spec: dict) -> None:
         os.rmdir(stage)
     for top in spec.get("mask", []):
         _mount(None, top, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+    for path in ("/dev/mqueue", "/dev/hugepages"):  # host-wide folders under /dev (/dev/shm is private above)
+        if os.path.isdir(path) and os.path.ismount(path):
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "mode=000,size=4k")
     for path in spec.get("hide", []):
         if not os.path.lexists(path):
             continue

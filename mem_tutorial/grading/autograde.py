@@ -35,6 +35,75 @@ from pathlib import Path
 from mem_tutorial.grading import sandbox
 from mem_tutorial.grading.course import Course
 from mem_tutorial.grading.grader import EXIT_TOOL_ERROR, submission_hash
+from mem_tutorial.grading.session import ANSWER_UID_OFFSET
+
+OWNER_FILE = ".mem-tutorial-owner"
+STALE_PREFIXES = ("mt-autograde-", "mt-grade-", "mt-probe-")
+
+
+def mark_owner(folder: Path) -> None:
+    """Record which process owns a scratch folder (so a later run can tell it was left behind)."""
+    (Path(folder) / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}", encoding="utf-8")
+
+
+def _start_time(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def cleanup_stale(tmp: str | None = None) -> list[str]:
+    """Remove scratch folders of grading runs whose process is gone (killed with ``kill -9``, a reboot, ...), and
+    kill the grader processes such a run left running. Folders of a run still in progress are left alone."""
+    tmp = tmp or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(tmp, name)
+        if not name.startswith(STALE_PREFIXES) or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        try:
+            st = os.stat(path)
+            if st.st_uid != os.geteuid():
+                continue
+            pid_text = Path(path, OWNER_FILE).read_text(encoding="utf-8").split()
+            pid, started = int(pid_text[0]), pid_text[1]
+        except (OSError, ValueError, IndexError):
+            if time.time() - os.stat(path).st_mtime < 6 * 3600:  # unmarked and recent: maybe starting up
+                continue
+            pid, started = -1, "?"
+        if pid > 0 and _start_time(pid) == started:
+            continue  # still running
+        _kill_graders_of(path)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _kill_graders_of(folder: str) -> None:
+    """Kill processes whose command line names ``folder`` (graders of a run that was killed)."""
+    mine = os.getpid()
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == mine:
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as fh:
+                cmd = fh.read().decode(errors="replace")
+        except OSError:
+            continue
+        if folder in cmd:
+            try:
+                os.killpg(int(d), signal.SIGKILL)
+            except OSError:
+                try:
+                    os.kill(int(d), signal.SIGKILL)
+                except OSError:
+                    pass
 
 
 @dataclass
@@ -107,7 +176,8 @@ class _Runner:
                    "submission": str(submission or self.course.submitted_dir / student / chapter),
                    "template": str(self.templates[chapter]), "out": str(job_dir), "worker": worker,
                    "limits": asdict(self.limits), "hide": self.course.protected_paths() + [str(self.run_dir)],
-                   "isolate": self.isolate, "env": self.env, "submission_hash": h}
+                   "isolate": self.isolate, "env": self.env, "submission_hash": h,
+                   "chapter_ids": self.course.chapter_grade_ids(), "cache_dir": str(self.run_dir)}
             with open(job_dir / "worker.log", "wb") as log:
                 job["started"] = time.time()
                 (job_dir / "job.json").write_text(json.dumps(job), encoding="utf-8")
@@ -234,8 +304,12 @@ def autograde(course: Course, chapters=None, students=None, workers: int = 1, li
     ok, why = sandbox.can_isolate()
     if isolate is None:
         isolate = ok
+    removed = cleanup_stale()
+    if removed:
+        log(f"note: removed {len(removed)} folder(s) left by an interrupted earlier run")
     run_dir = Path(tempfile.mkdtemp(prefix="mt-autograde-"))
     os.chmod(run_dir, 0o700)
+    mark_owner(run_dir)
     runner = lease = None
     try:
         templates = {}
@@ -249,6 +323,7 @@ def autograde(course: Course, chapters=None, students=None, workers: int = 1, li
             slots = lease.slots
             for i in slots:  # left over by a run that crashed with these slots
                 sandbox.kill_sandbox_processes(sandbox.sandbox_uid(i))
+                sandbox.kill_sandbox_processes(sandbox.SANDBOX_UID_BASE + ANSWER_UID_OFFSET + i)
             probe_base = Path(tempfile.mkdtemp(prefix="mt-probe-"))
             policy = sandbox.prepare_box(str(probe_base), "probe", "probe", slots[0], limits, hide=[],
                                          isolate=True, env=env)

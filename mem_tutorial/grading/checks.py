@@ -105,6 +105,18 @@ def assert_own_work(student_fn: Callable, library_fns: Callable | Iterable[Calla
     """
     targets = [library_fns] if callable(library_fns) else list(library_fns)
     name = getattr(student_fn, "__name__", "your function")
+    if getattr(student_fn, "__mt_remote__", False):
+        # graded: the student's function runs in its answer process, where the library's implementations of this
+        # mechanism (``targets`` and the private helpers behind them) were removed before any student code ran
+        # (mem_tutorial.grading.guard); reaching them raises there, and the grader reports it as "no credit"
+        from mem_tutorial.grading.verdict import RemoteError
+
+        try:
+            return student_fn(*args, **kwargs)
+        except RemoteError as exc:
+            if exc.no_credit:
+                raise AssertionError(f"no credit for {name}: {exc.remote_message}") from None
+            raise
     for target in targets:
         if student_fn is target or getattr(student_fn, "__code__", None) is getattr(target, "__code__", 0):
             raise AssertionError(

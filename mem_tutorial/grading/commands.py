@@ -61,16 +61,17 @@ def cmd_autograde(args) -> int:
 
 def cmd_feedback(args) -> int:
     """Write HTML feedback (scores, comments, test output) to feedback/<student>/<chapter>/ for graded submissions."""
+    from mem_tutorial.grading.feedback import write_feedback
+
     course = _course(args)
     chapters = course.resolve_chapters(args.chapters)
-    api = course.api()
     done = failed = 0
     for student, chapter in course.submissions(chapters, set(args.students) if args.students else None):
         if not any((course.autograded_dir / student / chapter).glob("*.ipynb")):
             reason = (course.read_result(student, chapter) or {}).get("reason", "not autograded yet")
             print(f"{student}/{chapter}: no feedback ({reason})")
             continue
-        res = api.generate_feedback(chapter, student, force=True)
+        res = write_feedback(course, chapter, student)
         if res.get("success"):
             done += 1
             print(f"{student}/{chapter}: {course.feedback_dir / student / chapter}")

@@ -135,6 +135,23 @@ class Course:
                     out.append((sdir.name, cdir.name))
         return out
 
+    def chapter_grade_ids(self) -> dict[str, list[str]]:
+        """Chapter -> the grade ids of its notebooks (to recognise a notebook submitted under the wrong chapter)."""
+        if getattr(self, "_grade_ids", None) is None:
+            out: dict[str, list[str]] = {}
+            for chapter in self.chapters():
+                ids: list[str] = []
+                for path in sorted((self.source_dir / chapter).glob("*.ipynb")):
+                    try:
+                        nb = json.loads(path.read_text(encoding="utf-8"))
+                    except (OSError, ValueError):
+                        continue
+                    ids += [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.get("cells", [])
+                            if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")]
+                out[chapter] = ids
+            self._grade_ids = out
+        return self._grade_ids
+
     def protected_paths(self) -> list[str]:
         """What sandboxed student code must never see: the instructor's folders and the gradebook."""
         paths = [self.source_dir, self.submitted_dir, self.autograded_dir, self.feedback_dir,

@@ -147,6 +147,38 @@ def _log_reason(log: str) -> str:
     return (lines[-1][:160] if lines else "nbgrader autograde failed")
 
 
+def first_line(text: str, limit: int = 160) -> str:
+    line = next((ln.strip() for ln in str(text or "").splitlines() if ln.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def lost_tests(result: dict) -> list[str]:
+    """One note per automatically graded test that lost points: its name and its failure's first line."""
+    out = []
+    for nbres in result.get("notebooks", {}).values():
+        grades = nbres.get("grades", {})
+        for gid, t in sorted(nbres.get("tests", {}).items()):
+            g = grades.get(gid, {})
+            if g and (g.get("auto_score") or 0.0) < (g.get("max_score") or 0.0):
+                out.append(f"{gid} 0/{g.get('max_score', 0):g}: {first_line(t.get('message')) or 'failed'}")
+        for gid, g in sorted(grades.items()):  # lost without a trusted run (e.g. zeroed by an integrity finding)
+            if gid not in nbres.get("tests", {}) and not g.get("needs_manual_grade") and \
+                    (g.get("auto_score") or 0.0) < (g.get("max_score") or 0.0) and "ungradable" not in nbres:
+                out.append(f"{gid} 0/{g.get('max_score', 0):g}")
+    return out
+
+
+def wrong_chapter(nb, chapter: str, chapter_ids: dict) -> str | None:
+    """When a submitted notebook carries another chapter's exercises: "this is the notebook of chapter X"."""
+    ids = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
+    if not ids or ids & set(chapter_ids.get(chapter, [])):
+        return None
+    best = max(chapter_ids, key=lambda c: len(ids & set(chapter_ids[c])), default=None)
+    if best and best != chapter and ids & set(chapter_ids[best]):
+        return f"this is the notebook of chapter {best}, not of {chapter}"
+    return None
+
+
 def grade(job: dict) -> dict:
     import nbformat
     from nbgrader.api import Gradebook
@@ -181,6 +213,9 @@ def grade(job: dict) -> dict:
     release = template / "release" / chapter
     names = sorted(p.stem for p in release.glob("*.ipynb"))
     base = Path(tempfile.mkdtemp(prefix="mt-grade-", dir=job.get("scratch") or None))
+    from mem_tutorial.grading.autograde import mark_owner
+
+    mark_owner(base)
     try:
         course = base / "course"
         (course / "submitted" / student / chapter).mkdir(parents=True)
@@ -200,6 +235,9 @@ def grade(job: dict) -> dict:
                 result["notebooks"][name] = {"ungradable": reasons[-1], "flagged": True}
                 continue
             nb, why, repairs = preflight(path)
+            if nb is not None:
+                why = wrong_chapter(nb, chapter, job.get("chapter_ids") or {})
+                nb = None if why else nb
             if nb is None:
                 reasons.append(f"{name}.ipynb: {why}")
                 result["notebooks"][name] = {"ungradable": why, "flagged": True}
@@ -236,7 +274,14 @@ def grade(job: dict) -> dict:
                                          hide=list(job.get("hide", [])) + [str(course)],
                                          isolate=job.get("isolate"), env=job.get("env"))
             result["sandbox"] = policy.mode
-            sandbox.activate(policy)
+            from mem_tutorial.grading.session import GradingSession
+
+            session = GradingSession(policy, release_dir=release, worker=int(job.get("worker", 0)),
+                                     cache_dir=job.get("cache_dir"),
+                                     protected_dirs=[h for h in job.get("hide", [])
+                                                     if os.path.basename(h) in ("solutions", "source")
+                                                     and os.path.isdir(h)])
+            sandbox.activate(policy, session)
             cfg = Config()
             cfg.CourseDirectory.root = str(course)
             cfg.CourseDirectory.course_id = job["course_id"]
@@ -255,7 +300,10 @@ def grade(job: dict) -> dict:
             try:
                 res = api.autograde(chapter, student, force=True, create=True)
             finally:
+                session.close()
+                sandbox.activate(None)
                 sandbox.kill_sandbox_processes(policy.uid)
+                sandbox.kill_sandbox_processes(session.answer_uid())
             log = (res.get("log") or "") + "\n" + (res.get("error") or "")
             result["log_tail"] = log[-3000:]
             graded_dir = course / "autograded" / student / chapter
@@ -273,9 +321,14 @@ def grade(job: dict) -> dict:
                         reasons.append(f"{snb.name}.ipynb: {why}")
                         result["notebooks"][snb.name] = {"ungradable": why, "flagged": True}
                         continue
+                    tests = session.outcomes.get(snb.name, {})
                     result["notebooks"][snb.name] = {
                         "grades": {g.name: {"auto_score": float(g.auto_score or 0.0), "max_score": g.max_score,
                                             "needs_manual_grade": bool(g.needs_manual_grade)} for g in snb.grades},
+                        "tests": {gid: {"passed": o.get("passed"), "no_credit": o.get("no_credit"),
+                                        "message": (o.get("failure") or {}).get("message", ""),
+                                        "where": (o.get("failure") or {}).get("where", "")}
+                                  for gid, o in tests.items()},
                         "comments": {c.name: c.auto_comment for c in snb.comments if c.auto_comment},
                         "late_submission_penalty": snb.late_submission_penalty,
                         "flagged": False,
@@ -302,7 +355,8 @@ def grade(job: dict) -> dict:
         result["score"] = score
         if not usable or all("ungradable" in result["notebooks"].get(n, {}) for n in names):
             result["status"] = "ungradable"
-        notes = reasons + [f["message"] for f in result["findings"]] + result["events"]
+        lost = lost_tests(result)
+        notes = reasons + [f["message"] for f in result["findings"]] + lost + result["events"]
         result["reason"] = "; ".join(dict.fromkeys(notes)) or "ok"
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -312,8 +366,22 @@ def grade(job: dict) -> dict:
     return result
 
 
+def _die_with_parent() -> None:
+    """The grader ends when the autograde process that started it ends (even by ``kill -9``)."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl(1, signal.SIGTERM, 0, 0, 0)
+    except Exception:
+        return
+    if os.getppid() == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str]) -> int:
     job_file = Path(argv[0])
+    _die_with_parent()
     job = json.loads(job_file.read_text(encoding="utf-8"))
     out_dir = Path(job["out"])
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

@@ -42,6 +42,7 @@ from traitlets import Integer
 from nbgrader.preprocessors import Execute
 
 LAUNCHER = Path(__file__).with_name("_launch.py")
+RELAY = Path(__file__).with_name("_relay.py")
 SANDBOX_UID_BASE = int(os.environ.get("MEM_TUTORIAL_SANDBOX_UID", "2000100000"))
 """First user id used for sandboxed kernels (slot ``i`` uses ``SANDBOX_UID_BASE + i``; see :class:`SlotLease`)."""
 ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "VIRTUAL_ENV",
@@ -51,6 +52,7 @@ ENV_KEEP_PREFIXES = ("MEM_TUTORIAL_",)
 ENV_DROP = ("MEM_TUTORIAL_DB", "MEM_TUTORIAL_SANDBOX_UID", "MEM_TUTORIAL_SANDBOX_EXPOSE")
 DEAD_KERNEL_NOTE = ("the kernel died in this cell (os._exit, a crash, or the memory or CPU limit); it was "
                     "restarted, so the cells after it run without this cell's state")
+TIMED_OUT_CELL_SECONDS = 5
 TRUNCATION_NOTE = "\n[mem-tutorial autograder: output truncated after {limit} KiB]\n"
 
 
@@ -301,13 +303,20 @@ def kill_sandbox_processes(uid: int | None) -> None:
 
 _ACTIVE: SandboxPolicy | None = None
 _SPEC_PATH: str | None = None
+_SESSION = None  # mem_tutorial.grading.session.GradingSession of the submission being graded
 
 
-def activate(policy: SandboxPolicy | None) -> None:
-    """Make ``policy`` the sandbox of every kernel this process starts (one submission per process)."""
-    global _ACTIVE, _SPEC_PATH
+def activate(policy: SandboxPolicy | None, session=None) -> None:
+    """Make ``policy`` the sandbox of every kernel this process starts (one submission per process), and
+    ``session`` (a :class:`mem_tutorial.grading.session.GradingSession`) the grader of its test cells."""
+    global _ACTIVE, _SPEC_PATH, _SESSION
     _ACTIVE = policy
     _SPEC_PATH = policy.write_spec() if policy is not None else None
+    _SESSION = session
+
+
+def active_session():
+    return _SESSION
 
 
 class SandboxKernelManager(AsyncKernelManager):
@@ -317,6 +326,8 @@ class SandboxKernelManager(AsyncKernelManager):
         cmd = super().format_kernel_cmd(extra_arguments)
         if _SPEC_PATH is None:
             raise RuntimeError("no sandbox policy is active: refusing to run student code unconfined")
+        if _SESSION is not None and _SESSION.zygote is not None:  # a kernel forked with everything imported
+            return [sys.executable, "-I", str(RELAY), _SESSION.zygote.socket_path, _SPEC_PATH, "--", *cmd]
         return [sys.executable, "-I", str(LAUNCHER), _SPEC_PATH, "--", *cmd]
 
 
@@ -338,6 +349,10 @@ class SandboxExecute(Execute):
         populate_workdir(_ACTIVE, src)
         resources.setdefault("metadata", {})["path"] = _ACTIVE.workdir
         self._out_bytes = {}
+        self._notebook = resources.get("nbgrader", {}).get("notebook", "notebook")
+        self._timed_out: set[int] = set()
+        if _SESSION is not None:
+            _SESSION.prepare(self._notebook, nb)
         return super().preprocess(nb, resources, km=km)
 
     max_restarts = Integer(3, help="Kernel restarts after a crash, per notebook.").tag(config=True)
@@ -348,8 +363,17 @@ class SandboxExecute(Execute):
         from jupyter_core.utils import run_sync
         from nbclient.exceptions import DeadKernelError
 
+        if _SESSION is not None and cell.cell_type == "code":
+            from mem_tutorial.grading.session import is_test_cell
+
+            if is_test_cell(cell):
+                return self._grade_test_cell(cell, resources, index)
         try:
-            return super().preprocess_cell(cell, resources, index)
+            cell, resources = super().preprocess_cell(cell, resources, index)
+            if any(o.get("output_type") == "error" and o.get("ename") in ("CellTimeoutError", "KeyboardInterrupt")
+                   for o in cell.get("outputs", [])):
+                self._timed_out.add(index)
+            return cell, resources
         except DeadKernelError:
             self._restarts = getattr(self, "_restarts", 0) + 1
             cell.setdefault("outputs", []).append(NotebookNode(
@@ -359,6 +383,21 @@ class SandboxExecute(Execute):
                 raise
             run_sync(self._restart_dead_kernel)()
             return cell, resources
+
+    def _grade_test_cell(self, cell, resources, index):
+        """Run a graded test cell in the trusted runner against an answer process (not in the kernel)."""
+        from mem_tutorial.grading.session import is_test_cell
+
+        prefix = []
+        for i, other in enumerate(self.nb.cells[:index]):
+            if other.cell_type == "code" and other.source.strip() and not is_test_cell(other):
+                timeout = (TIMED_OUT_CELL_SECONDS if i in self._timed_out else self.timeout) or 60
+                prefix.append({"source": other.source, "timeout": timeout})
+        gid = cell.metadata["nbgrader"].get("grade_id", f"cell-{index}")
+        outcome = _SESSION.run_test(self._notebook, gid, cell.source, prefix, float(self.timeout or 60))
+        cell.outputs = test_outputs(outcome)
+        cell.execution_count = index + 1
+        return cell, resources
 
     async def _restart_dead_kernel(self):
         try:
@@ -382,6 +421,25 @@ class SandboxExecute(Execute):
                                          text=TRUNCATION_NOTE.format(limit=self.output_limit_kb)))
                 return None
         return super().output(outs, msg, display_id, cell_index)
+
+
+def test_outputs(outcome: dict) -> list:
+    """The outputs a graded test cell shows: what the checks printed, and the failure (an ``error`` output,
+    which nbgrader scores 0). Never the source of hidden tests: only the failing check's message."""
+    outs = []
+    text = outcome.get("stdout") or ""
+    if outcome.get("student_output"):
+        text += "[printed by your code]\n" + outcome["student_output"]
+    if text:
+        outs.append(NotebookNode(output_type="stream", name="stdout", text=text))
+    if not outcome.get("passed"):
+        f = outcome.get("failure") or {}
+        ename = "NoCredit" if outcome.get("no_credit") else ("HiddenTestFailed" if f.get("hidden") else
+                                                               "TestFailed")
+        message = f.get("message") or "the test failed"
+        outs.append(NotebookNode(output_type="error", ename=ename, evalue=message,
+                                 traceback=[f"{ename}: {message}"]))
+    return outs
 
 
 def probe(policy: SandboxPolicy, timeout: float = 60) -> tuple[bool, str]:
