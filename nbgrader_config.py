@@ -17,3 +17,16 @@ c.Execute.timeout = 120
 c.ExecutePreprocessor.timeout = 120
 # A student who deletes a graded test cell gets it back from the gradebook and it runs (else: 0, silently).
 c.OverwriteCells.add_missing_cells = True
+
+# -- A shared server (JupyterHub, or one machine with a user per student): nbgrader's exchange ------------------
+# Students fetch and submit through a folder every user can write to. Create it once, as root:
+#     sudo .venv/bin/mem-tutorial exchange --path /srv/nbgrader/exchange
+# then uncomment the next line (or set MEM_TUTORIAL_EXCHANGE). Each student's ~/.jupyter/nbgrader_config.py needs
+#     c.Exchange.root = "/srv/nbgrader/exchange"
+#     c.CourseDirectory.course_id = "mem-tutorial"
+# and the whole loop is in the README ("A shared server").
+# c.Exchange.root = "/srv/nbgrader/exchange"
+import os  # noqa: E402
+
+if os.environ.get("MEM_TUTORIAL_EXCHANGE"):
+    c.Exchange.root = os.environ["MEM_TUTORIAL_EXCHANGE"]

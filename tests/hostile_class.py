@@ -24,6 +24,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "01_memory_as_attention"
 NOTEBOOK = "memory_as_attention"
+OTHER_CHAPTER = "02_ntm"
 AUTO_POINTS = 7.0
 POINTS = {"test_cosine_similarity": 2.0, "test_content_weighting": 2.0, "test_read": 1.0, "test_write": 2.0}
 
@@ -44,6 +45,11 @@ def make_course(dest: Path, root: Path = ROOT) -> Path:
     shutil.copy(root / "nbgrader_config.py", dest / "nbgrader_config.py")
     shutil.copy(source_path(root), dest / "solutions" / CHAPTER)
     shutil.copy(release_path(root), dest / "notebooks" / CHAPTER)
+    other = root / "solutions" / OTHER_CHAPTER  # only so that a notebook of the wrong chapter can be named
+    if other.is_dir():
+        (dest / "solutions" / OTHER_CHAPTER).mkdir(parents=True)
+        for nb in other.glob("*.ipynb"):
+            shutil.copy(nb, dest / "solutions" / OTHER_CHAPTER)
     return dest
 
 
@@ -173,6 +179,35 @@ for db in [pathlib.Path("../../../gradebook.db"), pathlib.Path(COURSE_ROOT, "gra
 '''
 
 
+RIG = r'''
+# wrong answers, then everything a test could rely on is rigged from the student's own kernel
+import builtins, sys, torch
+import mem_tutorial.grading.checks as C
+torch.allclose = lambda *a, **k: True
+torch.equal = lambda *a, **k: True
+C.assert_close = lambda *a, **k: None
+C.assert_distribution = lambda *a, **k: None
+C.assert_own_work = lambda f, refs, *a, **k: f(*a, **k)
+builtins.AssertionError = type("AssertionError", (Exception,), {})
+AssertionError = Exception
+ip = get_ipython()
+ip.input_transformers_cleanup.append(lambda lines: [ln for ln in lines if "assert" not in ln])
+ip.events.register("post_run_cell", lambda result: setattr(result, "error_in_exec", None))
+sys.excepthook = lambda *a: None
+'''
+
+COPY = r'''
+import sys, types
+_cw = types.FunctionType(mem.content_weighting.__code__, mem.content_weighting.__globals__)
+def content_weighting(memory, key, beta):
+    sys.setprofile(None)
+    sys.settrace(None)
+    return _cw(memory, key, beta)
+'''
+
+BIG_FILE = "with open('big.bin', 'wb') as fh:\n    fh.write(b'0' * (100 * 2**20))\n"
+
+
 def build_cases(course_root: Path, root: Path = ROOT, full_perfect: bool = False) -> list[tuple[Case, bytes]]:
     """Each case with the bytes of its submitted file (``full_perfect``: the perfect student keeps the demo and
     training cells too; the chapter's own grading test covers that, so the class test leaves it off for speed)."""
@@ -187,6 +222,12 @@ def build_cases(course_root: Path, root: Path = ROOT, full_perfect: bool = False
     _cell(edited, "test_read").source = "print('all good')\n"
     deleted = copy.deepcopy(fast)
     deleted.cells = [c for c in deleted.cells if _gid(c) != "test_content_weighting"]
+    pasted = copy.deepcopy(fast)  # a graded cell copied and pasted keeps its grade id (JupyterLab gives a new cell id)
+    i = next(k for k, c in enumerate(pasted.cells) if _gid(c) == "read")
+    twin = copy.deepcopy(pasted.cells[i])
+    twin["id"] = "pasted-read"
+    pasted.cells.insert(i + 1, twin)
+    other = next((root / "solutions" / OTHER_CHAPTER).glob("*.ipynb"), None)
     out = [
         (Case("perfect", "the instructor's answers", AUTO_POINTS, False, ("ok",)),
          _bytes(solved if full_perfect else fast)),
@@ -229,7 +270,22 @@ def build_cases(course_root: Path, root: Path = ROOT, full_perfect: bool = False
               AUTO_POINTS - POINTS["test_content_weighting"], True, ("no credit", "content_weighting")),
          _bytes(_answer(fast, "content_weighting", "def content_weighting(memory, key, beta):\n"
                                                     "    return mem.content_weighting(memory, key, beta)\n"))),
+        (Case("rigged_checks", "wrong read and write, then patches the checks, comparisons, AssertionError and "
+              "IPython hooks", AUTO_POINTS - POINTS["test_read"] - POINTS["test_write"], False,
+              ("test_read", "test_write")),
+         _bytes(_new_cell(RIG, "write", _answer(_answer(fast, "read", wrong_read), "write",
+                                                "def write(memory, weights, erase, add):\n    return memory\n")))),
+        (Case("code_copy", "content_weighting runs a copy of the library's code object, profiler switched off",
+              AUTO_POINTS - POINTS["test_content_weighting"], True, ("no credit", "content_weighting")),
+         _bytes(_answer(fast, "content_weighting", COPY))),
+        (Case("pasted_cell", "the read answer cell pasted twice (same grade id)", AUTO_POINTS, True,
+              ("duplicated cell `read`",)), _bytes(pasted)),
+        (Case("big_file", "writes a 100 MB file", AUTO_POINTS, False, ("file size limit",)),
+         _bytes(_new_cell(BIG_FILE, "test_write", fast))),
     ]
+    if other is not None:
+        out.append((Case("wrong_chapter", "Chapter 2's notebook under Chapter 1's name", 0.0, True,
+                         (f"notebook of chapter {OTHER_CHAPTER}",), status="ungradable"), other.read_bytes()))
     return out
 
 
@@ -270,7 +326,8 @@ def make_toy_course(dest: Path) -> Path:
     (dest / "nbgrader_config.py").write_text(
         'c = get_config()  # noqa: F821\nc.CourseDirectory.course_id = "mem-tutorial"\n'
         'c.CourseDirectory.source_directory = "solutions"\nc.CourseDirectory.release_directory = "notebooks"\n'
-        'c.Execute.timeout = 20\nc.OverwriteCells.add_missing_cells = True\n')
+        'c.Execute.timeout = 20\nc.OverwriteCells.add_missing_cells = True\n'
+        'import os\nif os.environ.get("MEM_TUTORIAL_EXCHANGE"):\n    c.Exchange.root = os.environ["MEM_TUTORIAL_EXCHANGE"]\n')
     v4 = nbformat.v4
     nb = v4.new_notebook(cells=[
         v4.new_markdown_cell("# Toy chapter"),

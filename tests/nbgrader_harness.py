@@ -156,7 +156,7 @@ class ScratchCourse:
         from nbgrader.coursedir import CourseDirectory
         from traitlets.config import Config
 
-        self.root, self.chapter = Path(tmp), chapter
+        self.root, self.chapter, self.timeout = Path(tmp), chapter, timeout
         shutil.copytree(ROOT / "solutions" / chapter, self.root / "source" / chapter,
                         ignore=shutil.ignore_patterns("*.py", "__pycache__", ".ipynb_checkpoints", "*.db"))
         cfg = Config()
@@ -177,6 +177,7 @@ class ScratchCourse:
         assert result["success"], result.get("error") or result.get("log")
         self.notebook_names = sorted(p.name for p in (self.root / "release" / chapter).glob("*.ipynb"))
         self.students: list[str] = []
+        self.results: dict[str, dict] = {}
 
     # -- notebooks ---------------------------------------------------------------------------------------
     def student_notebook(self, name: str | None = None):
@@ -257,11 +258,35 @@ class ScratchCourse:
         return dict(self.wrong_in)
 
     def autograde(self) -> dict[str, Scores]:
+        """Grade every submission through the course's own grader (:func:`mem_tutorial.grading.grader.grade`: the
+        sandboxed kernel, and each graded test cell run by the trusted runner against an answer process), exactly
+        as ``mem-tutorial autograde`` does, one submission at a time."""
+        from dataclasses import asdict
+
+        from mem_tutorial.grading import sandbox
+        from mem_tutorial.grading.grader import grade
+
         results = {}
-        for student in self.students:
-            with grading_env():
-                result = self.api.autograde(self.chapter, student, force=True)
-            results[student] = self._scores(student) if result.get("success") else None
+        lease = sandbox.SlotLease(1) if sandbox.can_isolate()[0] else None
+        worker = lease.slots[0] if lease else 0
+        try:
+            for student in self.students:
+                out = self.root / "graded" / student
+                out.mkdir(parents=True, exist_ok=True)
+                limits = sandbox.Limits(cell_timeout=self.timeout, wall_seconds=20 * self.timeout,
+                                        cpu_seconds=20 * self.timeout)
+                job = {"student": student, "chapter": self.chapter, "course_id": "mem-tutorial",
+                       "submission": str(self.root / "submitted" / student / self.chapter),
+                       "template": str(self.root), "out": str(out), "worker": worker, "limits": asdict(limits),
+                       "hide": [str(self.root / "source")], "isolate": None, "cache_dir": str(self.root),
+                       "env": {"MEM_TUTORIAL_FAST": "1", "MEM_TUTORIAL_DEVICE": "cpu", "MEM_TUTORIAL_PROGRESS": "0"}}
+                with grading_env():
+                    result = grade(job)
+                self.results[student] = result
+                results[student] = self._scores(student, result, out) if result.get("status") == "graded" else None
+        finally:
+            if lease is not None:
+                lease.release()
         for name, sub in getattr(self, "wrong_in", {}).items():  # a wrong answer's name finds its submission
             results.setdefault(name, results[sub])
         return results
@@ -300,15 +325,15 @@ class ScratchCourse:
         assert test_id in s.by_cell and s.by_cell[test_id] == 0, s.by_cell
         assert test_id in s.errors()
 
-    def _scores(self, student: str) -> Scores:
-        with self.api.gradebook as gb:
-            sub = gb.find_submission(self.chapter, student)
-            by_cell, auto, max_auto = {}, 0.0, 0.0
-            for nb in sub.notebooks:
-                for grade in nb.grades:
-                    if grade.cell.name in self.grade_ids("auto"):
-                        by_cell[grade.name] = float(grade.auto_score or 0.0)
-                        auto += float(grade.auto_score or 0.0)
-                        max_auto += float(grade.max_score)
-            path = self.root / "autograded" / student / self.chapter / self.notebook_names[0]
-            return Scores(auto, max_auto, by_cell, bool(sub.needs_manual_grade), path)
+    def _scores(self, student: str, result: dict, out: Path) -> Scores:
+        by_cell, auto, max_auto, manual = {}, 0.0, 0.0, False
+        auto_ids = self.grade_ids("auto")
+        for nbres in result.get("notebooks", {}).values():
+            for gid, g in nbres.get("grades", {}).items():
+                if gid in auto_ids:
+                    by_cell[gid] = float(g.get("auto_score") or 0.0)
+                    auto += by_cell[gid]
+                    max_auto += float(g["max_score"])
+                elif g.get("needs_manual_grade"):
+                    manual = True
+        return Scores(auto, max_auto, by_cell, manual, out / "autograded" / self.notebook_names[0])

@@ -76,7 +76,8 @@ def test_collect_reports_unmatched_file(graded):
     out = graded["collect"].stdout
     line = next(ln for ln in out.splitlines() if "UNMATCHED" in ln)
     assert "wrong_name" in line and "memory_as_atention.ipynb" in line and "did you mean memory_as_attention" in line
-    assert "17 submission(s) imported for 17 student(s)" in out
+    n = len(graded["cases"])
+    assert f"{n} submission(s) imported for {n} student(s)" in out
 
 
 def test_autograde_exits_zero_and_reports_every_student(graded):
@@ -161,7 +162,8 @@ def test_grades_csv(graded):
     res = cli("grades", "--csv", str(out), root=course)
     assert res.returncode == 0, res.stderr
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 17 * 6  # 4 tests + 2 written answers per student
+    n = len(graded["cases"])
+    assert len(rows) == n * 6  # 4 tests + 2 written answers per student
     perfect = {r["exercise"]: r for r in rows if r["student"] == "perfect"}
     assert float(perfect["test_write"]["score"]) == 2.0 and perfect["written_beta"]["needs_manual_grade"] == "True"
     assert {r["flagged"] for r in rows if r["student"] == "library_call"} == {"True"}
@@ -174,7 +176,8 @@ def test_rerun_is_idempotent_and_resumes(graded):
     course = graded["course"]
     view = gradebook_view(course)
     again = cli("autograde", "01", "--workers", "2", "--timeout", "30", "--no-progress", root=course)
-    assert again.returncode == 0 and "0 graded, 17 up to date" in again.stdout, again.stdout + again.stderr
+    n = len(graded["cases"])
+    assert again.returncode == 0 and f"0 graded, {n} up to date" in again.stdout, again.stdout + again.stderr
     assert gradebook_view(course) == view
     (course / "autograded" / "empty" / hc.CHAPTER / "mem_tutorial_result.json").unlink()
     fixed = graded["base"] / "resubmit" / "invalid_json" / hc.CHAPTER
@@ -182,7 +185,7 @@ def test_rerun_is_idempotent_and_resumes(graded):
     (fixed / "memory_as_attention.ipynb").write_bytes(hc.perfect_bytes(fast_only=True))
     assert cli("collect", str(graded["base"] / "resubmit"), root=course).returncode == 0
     resumed = cli("autograde", "01", "--workers", "2", "--timeout", "30", "--no-progress", root=course)
-    assert resumed.returncode == 0 and "2 graded, 15 up to date" in resumed.stdout, resumed.stdout
+    assert resumed.returncode == 0 and f"2 graded, {n - 2} up to date" in resumed.stdout, resumed.stdout
     new = gradebook_view(course)
     assert new["invalid_json"] == [(hc.AUTO_POINTS, False)]
     assert {k: v for k, v in new.items() if k != "invalid_json"} == {k: v for k, v in view.items() if k != "invalid_json"}

@@ -161,7 +161,8 @@ class AnswerServer:
                       if not f.filename.startswith(os.path.dirname(__file__))]
             if frames:
                 f = frames[-1]
-                where = f"line {f.lineno} of {f.filename}: {(f.line or '').strip()}"[:300]
+                place = "your notebook" if f.filename.startswith("<ipython-input") else f.filename
+                where = f"line {f.lineno} of {place}: {(f.line or '').strip()}"[:300]
         except BaseException:
             pass
         return {"type": type(exc).__name__[:100], "message": message[:4000], "where": where}

@@ -241,7 +241,7 @@ def automatic_points(result: dict) -> tuple[float, float]:
     """(score, points available) of a grader result over its automatically graded cells. Written answers are
     left out: nbgrader gives them no automatic score and marks them ``needs_manual_grade``."""
     grades = [g for nbres in result.get("notebooks", {}).values() for g in nbres.get("grades", {}).values()
-              if not g.get("needs_manual_grade")]
+              if g.get("kind", "manual" if g.get("needs_manual_grade") else "auto") != "manual"]
     return sum(g.get("auto_score") or 0.0 for g in grades), sum(g.get("max_score") or 0.0 for g in grades)
 
 
@@ -399,8 +399,11 @@ def autograde(course: Course, chapters=None, students=None, workers: int = 1, li
 
 def _summary(result: dict) -> dict:
     keep = ("student", "chapter", "status", "reason", "flagged", "findings", "events", "score", "timestamp",
-            "submission_hash", "sandbox", "seconds", "startup_seconds", "tool_error")
+            "submission_hash", "sandbox", "seconds", "startup_seconds", "tool_error", "manual_changed")
     out = {k: result.get(k) for k in keep}
+    nbs = result.get("notebooks", {})
+    out["answers"] = {name: n.get("answers", {}) for name, n in nbs.items()}  # to notice a changed written answer
+    out["tests"] = {name: n.get("tests", {}) for name, n in nbs.items()}
     out["max_score"] = sum(g["max_score"] for n in result.get("notebooks", {}).values()
                            for g in n.get("grades", {}).values())
     out["graded_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -413,26 +416,42 @@ def _row(result: dict) -> dict:
             "reason": result.get("reason", "")}
 
 
+def manual_column(rows: list[dict], changed: dict) -> str:
+    """The table's "manual" column for one submission: written answers still to grade by hand."""
+    manual = [r for r in rows if r["kind"] == "manual"]
+    if not manual:
+        return "-"
+    redo = [r["exercise"] for r in manual if r["exercise"] in changed and r["manual_score"] is None]
+    pending = [r for r in manual if r["manual_score"] is None and r["exercise"] not in redo]
+    parts = ([f"{len(pending)} pending"] if pending else []) + ([f"{len(redo)} changed"] if redo else [])
+    return ", ".join(parts) or "graded"
+
+
 def format_table(report: Report, course: Course | None = None) -> str:
-    """The final table: one line per submission, with its one-line reason."""
+    """The final table: one line per submission, with its manual-grading state and one-line reason."""
     rows = sorted(report.rows, key=lambda r: (r["chapter"] or "", r["student"] or ""))
+    by_sub: dict = {}
     if course is not None:  # totals as recorded in the gradebook (manual scores included)
-        totals = {}
         for r in course.grade_rows():
-            key = (r["student"], r["chapter"])
-            sc, mx = totals.get(key, (0.0, 0.0))
-            totals[key] = (sc + (r["score"] or 0.0), mx + (r["max_score"] or 0.0))
+            by_sub.setdefault((r["student"], r["chapter"]), []).append(r)
         for r in rows:
-            if (r["student"], r["chapter"]) in totals:
-                r["score"], r["max_score"] = totals[(r["student"], r["chapter"])]
+            grades = by_sub.get((r["student"], r["chapter"]))
+            if grades:
+                r["score"] = sum(g["score"] or 0.0 for g in grades)
+                r["max_score"] = sum(g["max_score"] or 0.0 for g in grades)
+                changed = (course.read_result(r["student"], r["chapter"]) or {}).get("manual_changed") or {}
+                r["manual"] = manual_column(grades, changed)
     w = max([7] + [len(str(r["student"])) for r in rows])
-    lines = [f"{'student':<{w}}  {'chapter':<24} {'score':>11}  {'status':<10} flag  reason"]
+    lines = [f"{'student':<{w}}  {'chapter':<24} {'score':>11}  {'status':<10} flag  {'manual':<19} reason"]
     for r in rows:
         score = f"{r['score'] or 0:g}/{r['max_score'] or 0:g}"
         lines.append(f"{r['student']:<{w}}  {r['chapter']:<24} {score:>11}  {r['status'] or '':<10} "
-                     f"{'FLAG' if r['flagged'] else '    '}  {(r['reason'] or '')[:200]}")
+                     f"{'FLAG' if r['flagged'] else '    '}  {r.get('manual', '-'):<19} {(r['reason'] or '')[:300]}")
     lines.append(f"{report.graded} graded, {report.skipped} up to date, {report.failed} not gradable or failed; "
                  f"sandbox: {report.sandbox or '-'}; {report.seconds:g} s")
+    if any("pending" in r.get("manual", "") or "changed" in r.get("manual", "") for r in rows):
+        lines.append("manual: written answers to grade by hand in Formgrader (`mem-tutorial serve`); \"changed\" = "
+                     "the student resubmitted a different answer, its earlier manual score no longer counts")
     for e in report.tool_errors:
         lines.append(f"TOOL ERROR: {e}")
     return "\n".join(lines)

@@ -83,20 +83,73 @@ def cmd_feedback(args) -> int:
 
 
 CSV_FIELDS = ["student", "chapter", "notebook", "exercise", "kind", "score", "max_score", "auto_score",
-              "manual_score", "needs_manual_grade", "flagged", "submitted", "reason"]
+              "manual_score", "needs_manual_grade", "flagged", "submitted", "reason", "notes"]
+
+
+def cmd_exchange(args) -> int:
+    """Set up nbgrader's exchange folder for a shared server (students fetch and submit through it) and print the
+    configuration students need."""
+    from mem_tutorial.grading.exchange import DEFAULT_ROOT, STUDENT_CONFIG, exchange_root, setup_exchange
+
+    course = _course(args)
+    path = args.path or exchange_root(course) or DEFAULT_ROOT
+    for line in setup_exchange(path, group=args.group):
+        print(line)
+    if exchange_root(course) != path:
+        print(f"\nadd to {course.root / 'nbgrader_config.py'}:\n    c.Exchange.root = \"{path}\"")
+    print("\nstudents' configuration:\n" + STUDENT_CONFIG.format(root=path, course_id=course.course_id))
+    print(f"release: nbgrader release_assignment CHAPTER (in {course.root}); students: nbgrader fetch_assignment "
+          f"CHAPTER, then nbgrader submit CHAPTER; collect: nbgrader collect CHAPTER (a resubmission: "
+          f"nbgrader collect --update CHAPTER), then mem-tutorial autograde CHAPTER")
+    return 0
+
+
+def cmd_release_feedback(args) -> int:
+    """Release the feedback pages of exchange submissions to the students (nbgrader release_feedback, from a
+    staging copy: feedback/ keeps only the pages); students run `nbgrader fetch_feedback CHAPTER`."""
+    from mem_tutorial.grading.exchange import release_feedback
+
+    course = _course(args)
+    failed = 0
+    for chapter in course.resolve_chapters(args.chapters):
+        res = release_feedback(course, chapter, args.students)
+        if not res.get("success"):
+            failed += 1
+            print(f"{chapter}: release_feedback failed: {(res.get('error') or res.get('log') or '').strip()[-300:]}")
+        else:
+            print(f"{chapter}: feedback released for {len(res.get('released', []))} student(s)")
+    return 1 if failed else 0
+
+
+def row_reason(row: dict, result: dict, manual: dict[str, str]) -> str:
+    """Why one exercise of one submission has its score: the failing test's first message, the state of a
+    written answer, or the submission's own problem (not gradable); "ok" when nothing was lost."""
+    from mem_tutorial.grading.grader import first_line
+
+    if row["kind"] == "manual":
+        return manual.get(row["exercise"], "")
+    test = result.get("tests", {}).get(row["notebook"], {}).get(row["exercise"])
+    if test and not test.get("passed"):
+        return first_line(test.get("message"), 300) or "failed"
+    if (row["score"] or 0.0) < (row["max_score"] or 0.0):
+        return first_line(result.get("reason"), 300) or "no points"
+    return "ok"
 
 
 def cmd_grades(args) -> int:
-    """Export the gradebook: one CSV row per student, chapter and exercise (graded cell), and print totals."""
+    """Export the gradebook: one CSV row per student, chapter and exercise (graded cell), with the reason for its
+    score (the failing check's message, or the written answer's manual-grading state), and print totals."""
     course = _course(args)
     chapters = course.resolve_chapters(args.chapters) if args.chapters else None
     rows = course.grade_rows(chapters=chapters, students=set(args.students) if args.students else None)
-    reasons = {}
+    results, manual = {}, {}
     for r in rows:
         key = (r["student"], r["chapter"])
-        if key not in reasons:
-            reasons[key] = (course.read_result(*key) or {}).get("reason", "")
-        r["reason"] = reasons[key]
+        if key not in results:
+            results[key] = course.read_result(*key) or {}
+            manual[key] = course.manual_status(*key)
+        r["reason"] = row_reason(r, results[key], manual[key])
+        r["notes"] = results[key].get("reason", "")
     out = sys.stdout if args.csv == "-" else open(args.csv, "w", newline="", encoding="utf-8")
     try:
         w = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -109,12 +162,14 @@ def cmd_grades(args) -> int:
     if args.csv != "-":
         totals: dict = {}
         for r in rows:
-            t = totals.setdefault((r["student"], r["chapter"]), [0.0, 0.0, False])
+            t = totals.setdefault((r["student"], r["chapter"]), [0.0, 0.0, set()])
             t[0] += r["score"] or 0.0
             t[1] += r["max_score"] or 0.0
-            t[2] = t[2] or r["needs_manual_grade"]
-        for (s, c), (sc, mx, manual) in sorted(totals.items()):
-            print(f"{s:<20} {c:<26} {sc:g}/{mx:g}{'  (manual grading pending)' if manual else ''}")
+            if r["kind"] == "manual" and r["reason"] != "graded by hand":
+                t[2].add(r["reason"].split(" (")[0])
+        for (s, c), (sc, mx, manual_state) in sorted(totals.items()):
+            extra = f"  ({'; '.join(sorted(manual_state))})" if manual_state else ""
+            print(f"{s:<20} {c:<26} {sc:g}/{mx:g}{extra}")
         print(f"wrote {len(rows)} rows to {args.csv}")
     return 0
 
@@ -165,6 +220,21 @@ def register(sub) -> None:
     p.add_argument("--students", nargs="+", metavar="ID")
     _common(p)
     p.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser("exchange", help="set up nbgrader's exchange folder on a shared server",
+                       description=cmd_exchange.__doc__)
+    p.add_argument("--path", help=f"exchange folder (default: c.Exchange.root of nbgrader_config.py, else "
+                                  "/srv/nbgrader/exchange)")
+    p.add_argument("--group", help="a Unix group of the course: mode 2770 for that group instead of 1777")
+    _common(p)
+    p.set_defaults(func=cmd_exchange)
+
+    p = sub.add_parser("release-feedback", help="release feedback pages through the exchange",
+                       description=cmd_release_feedback.__doc__)
+    p.add_argument("chapters", nargs="*", metavar="CHAPTER")
+    p.add_argument("--students", nargs="+", metavar="ID")
+    _common(p)
+    p.set_defaults(func=cmd_release_feedback)
 
     p = sub.add_parser("grades", help="export grades to CSV", description=cmd_grades.__doc__)
     p.add_argument("chapters", nargs="*", metavar="CHAPTER")

@@ -225,8 +225,15 @@ class Course:
     # -- grades ------------------------------------------------------------------------------------------------
     def record(self, result: dict) -> None:
         """Write one submission's grading result (from :mod:`grader`) into the course gradebook, in one
-        transaction. Re-recording replaces the automatic scores (idempotent); manual scores are kept."""
+        transaction. Re-recording replaces the automatic scores (idempotent).
+
+        Written answers keep nbgrader's semantics: no automatic score (``None``), ``needs_manual_grade`` until an
+        instructor grades them. A manual score is kept when the answer is unchanged; when the student resubmitted
+        a *different* answer, the old manual score no longer counts (it is cleared, the cell needs grading again,
+        and ``result["manual_changed"]`` says what it was)."""
         student, chapter = result["student"], result["chapter"]
+        previous = (self.read_result(student, chapter) or {}).get("answers", {})
+        changed: dict[str, float] = {}
         with self.gradebook() as gb:
             try:
                 gb.update_or_create_student(student)
@@ -235,11 +242,21 @@ class Course:
                 for nb in sub.notebooks:
                     r = result.get("notebooks", {}).get(nb.name, {})
                     grades = r.get("grades", {})
+                    answers = r.get("answers", {})
+                    before = previous.get(nb.name, {})
                     for g in nb.grades:
                         info = grades.get(g.name)
-                        if info is not None:
+                        manual = g.cell.cell_type == "markdown" or (info or {}).get("kind") == "manual"
+                        if manual:
+                            g.auto_score = None
+                            new, old = answers.get(g.name), before.get(g.name)
+                            if g.manual_score is not None and new and old and new != old:
+                                changed[g.name] = float(g.manual_score)
+                                g.manual_score = None
+                            g.needs_manual_grade = g.manual_score is None and info is not None
+                        elif info is not None:
                             g.auto_score = info["auto_score"]
-                            g.needs_manual_grade = info["needs_manual_grade"]
+                            g.needs_manual_grade = False
                         else:  # notebook not gradable (missing, not a notebook, grader failure): no points
                             g.auto_score = 0.0
                             g.needs_manual_grade = False
@@ -254,6 +271,33 @@ class Course:
             except Exception:
                 gb.db.rollback()
                 raise
+        if changed:
+            result["manual_changed"] = changed
+            note = "answer changed since it was graded by hand: " + ", ".join(
+                f"{k} (was {v:g})" for k, v in sorted(changed.items()))
+            result["reason"] = note if result.get("reason") in (None, "", "ok") else f"{result['reason']}; {note}"
+
+    def manual_status(self, student: str, chapter: str) -> dict[str, str]:
+        """Written answer (grade id) -> "manual grading pending" / "answer changed since it was graded by hand
+        (was S)" / "graded by hand", for one submission."""
+        out: dict[str, str] = {}
+        changed = (self.read_result(student, chapter) or {}).get("manual_changed") or {}
+        with self.gradebook() as gb:
+            try:
+                sub = gb.find_submission(chapter, student)
+            except Exception:
+                return out
+            for nb in sub.notebooks:
+                for g in nb.grades:
+                    if g.cell.cell_type != "markdown":
+                        continue
+                    if g.name in changed and g.manual_score is None:
+                        out[g.name] = f"answer changed since it was graded by hand (was {changed[g.name]:g})"
+                    elif g.manual_score is None:
+                        out[g.name] = "manual grading pending"
+                    else:
+                        out[g.name] = "graded by hand"
+        return out
 
     def grade_rows(self, chapters=None, students=None) -> list[dict]:
         """One row per student, chapter, notebook and graded cell (exercise test or written answer)."""

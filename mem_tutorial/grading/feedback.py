@@ -19,6 +19,8 @@ HIDDEN_PLACEHOLDER = "# (hidden tests: run by the grader; their outcome is shown
 _HIDDEN = re.compile(r"[ \t]*#+ *BEGIN HIDDEN TESTS.*?#+ *END HIDDEN TESTS[^\n]*", re.S)
 _OPEN_HIDDEN = re.compile(r"[ \t]*#+ *BEGIN HIDDEN TESTS.*", re.S)
 KEEP_SUFFIXES = (".html",)
+"""Only the pages stay in ``feedback/<student>/<chapter>/`` (the exchange's bookkeeping files are read from
+``submitted/`` when feedback is released: :func:`mem_tutorial.grading.exchange.release_feedback`)."""
 
 
 def redact(source: str) -> str:

@@ -87,6 +87,18 @@ def preflight(path: Path) -> tuple[dict | None, str | None, list[str]]:
         return None, f"not a valid Jupyter notebook: {str(exc).splitlines()[0][:120]}", repairs
     validator = ValidatorV3()
     seen: set[str] = set()
+    gids: dict[str, int] = {}
+    for cell in nb.cells:  # a pasted copy of a graded cell keeps its grade id: nbgrader cannot grade that
+        gid = (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+        if not gid:
+            continue
+        gids[gid] = gids.get(gid, 0) + 1
+        if gids[gid] > 1:
+            del cell["metadata"]["nbgrader"]
+    for gid, n in sorted(gids.items()):
+        if n > 1:
+            repairs.append(f"duplicated cell `{gid}` ({n} copies): the first copy was graded, the others kept as "
+                           "ordinary cells")
     for i, cell in enumerate(nb.cells):
         cid = cell.get("id")
         if not cid or cid in seen:
@@ -104,8 +116,9 @@ def preflight(path: Path) -> tuple[dict | None, str | None, list[str]]:
     return nb, None, repairs
 
 
-def _events(nb, timeout: int, memory_mb: int) -> list[str]:
-    """One-line notes about what happened while the notebook ran (timeouts, crashes, memory, output cut)."""
+def _events(nb, timeout: int, memory_mb: int, file_mb: int = 64, nproc: int = 256) -> list[str]:
+    """One-line notes about what happened while the notebook ran (timeouts, crashes, resource limits hit,
+    output cut)."""
     from mem_tutorial.grading.sandbox import TRUNCATION_NOTE
 
     cut_marker = TRUNCATION_NOTE.strip().split(" after")[0]
@@ -123,6 +136,11 @@ def _events(nb, timeout: int, memory_mb: int) -> list[str]:
                     notes.append(f"kernel died in cell `{name}`")
                 elif ename == "MemoryError":
                     notes.append(f"cell `{name}` ran out of memory (limit {memory_mb} MiB)")
+                elif "File too large" in out.get("evalue", "") or "[Errno 27]" in out.get("evalue", ""):
+                    notes.append(f"cell `{name}` hit the file size limit ({file_mb} MiB per file)")
+                elif ename == "BlockingIOError" or "Resource temporarily unavailable" in out.get("evalue", "") \
+                        or "can't start new thread" in out.get("evalue", ""):
+                    notes.append(f"cell `{name}` hit the process limit ({nproc} processes and threads)")
                 elif ename == "KeyboardInterrupt" and not any(o.get("ename") == "CellTimeoutError"
                                                              for o in cell.get("outputs", [])):
                     notes.append(f"cell `{name}` interrupted at the {timeout} s timeout")
@@ -147,6 +165,16 @@ def _log_reason(log: str) -> str:
     return (lines[-1][:160] if lines else "nbgrader autograde failed")
 
 
+def answer_hashes(nb) -> dict[str, str]:
+    """Written answer (grade id) -> SHA-256 of its text: tells a changed answer from an unchanged resubmission."""
+    out = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader") or {}
+        if meta.get("grade") and meta.get("solution") and cell.cell_type == "markdown" and meta.get("grade_id"):
+            out[meta["grade_id"]] = hashlib.sha256(cell.source.strip().encode("utf-8")).hexdigest()[:32]
+    return out
+
+
 def first_line(text: str, limit: int = 160) -> str:
     line = next((ln.strip() for ln in str(text or "").splitlines() if ln.strip()), "")
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -159,23 +187,27 @@ def lost_tests(result: dict) -> list[str]:
         grades = nbres.get("grades", {})
         for gid, t in sorted(nbres.get("tests", {}).items()):
             g = grades.get(gid, {})
-            if g and (g.get("auto_score") or 0.0) < (g.get("max_score") or 0.0):
+            if g and g.get("kind") != "manual" and (g.get("auto_score") or 0.0) < (g.get("max_score") or 0.0):
                 out.append(f"{gid} 0/{g.get('max_score', 0):g}: {first_line(t.get('message')) or 'failed'}")
         for gid, g in sorted(grades.items()):  # lost without a trusted run (e.g. zeroed by an integrity finding)
-            if gid not in nbres.get("tests", {}) and not g.get("needs_manual_grade") and \
+            if gid not in nbres.get("tests", {}) and g.get("kind") != "manual" and \
                     (g.get("auto_score") or 0.0) < (g.get("max_score") or 0.0) and "ungradable" not in nbres:
                 out.append(f"{gid} 0/{g.get('max_score', 0):g}")
     return out
 
 
 def wrong_chapter(nb, chapter: str, chapter_ids: dict) -> str | None:
-    """When a submitted notebook carries another chapter's exercises: "this is the notebook of chapter X"."""
-    ids = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
-    if not ids or ids & set(chapter_ids.get(chapter, [])):
+    """Why a submitted notebook is not this chapter's (another chapter's notebook, or none of its exercises)."""
+    ids = {(c.get("metadata", {}).get("nbgrader") or {}).get("grade_id") for c in nb.cells} - {None}
+    mine = set(chapter_ids.get(chapter, []))
+    if not mine or ids & mine:
         return None
     best = max(chapter_ids, key=lambda c: len(ids & set(chapter_ids[c])), default=None)
     if best and best != chapter and ids & set(chapter_ids[best]):
         return f"this is the notebook of chapter {best}, not of {chapter}"
+    if ids:
+        return (f"this notebook holds none of {chapter}'s exercises (it has {', '.join(sorted(ids)[:4])}"
+                f"{', ...' if len(ids) > 4 else ''})")
     return None
 
 
@@ -224,6 +256,7 @@ def grade(job: dict) -> dict:
         shutil.copytree(release, course / "source" / chapter,
                         ignore=shutil.ignore_patterns("*.ipynb", "*.py", "*.db", "__pycache__"))
         dest = course / "submitted" / student / chapter
+        written_answers: dict[str, dict[str, str]] = {}
         usable = []
         reasons = []
         for name in names:
@@ -245,11 +278,12 @@ def grade(job: dict) -> dict:
             release_nb = json.loads((release / f"{name}.ipynb").read_text(encoding="utf-8"))
             findings = integrity.check_submission(nb, release_nb)
             for r in repairs:  # repaired structure is tampering too: flag it
-                if r.startswith("duplicated cell id"):
+                if r.startswith("duplicated cell"):
                     findings.append(integrity.Finding("duplicate_id", "", f"{r} (repaired)"))
                 elif r.startswith("invalid nbgrader metadata"):
                     findings.append(integrity.Finding("metadata_changed", "", r))
             result["findings"] += [dict(f.as_dict(), notebook=name) for f in findings]
+            written_answers[name] = answer_hashes(nb)
             result["events"] += [r for r in repairs if r.startswith("kernel")]
             nbformat.write(nb, dest / f"{name}.ipynb")
             usable.append(name)
@@ -323,8 +357,12 @@ def grade(job: dict) -> dict:
                         continue
                     tests = session.outcomes.get(snb.name, {})
                     result["notebooks"][snb.name] = {
-                        "grades": {g.name: {"auto_score": float(g.auto_score or 0.0), "max_score": g.max_score,
+                        "grades": {g.name: {"auto_score": (None if g.cell.cell_type == "markdown"
+                                                           else float(g.auto_score or 0.0)),
+                                            "max_score": g.max_score,
+                                            "kind": "manual" if g.cell.cell_type == "markdown" else "auto",
                                             "needs_manual_grade": bool(g.needs_manual_grade)} for g in snb.grades},
+                        "answers": written_answers.get(snb.name, {}),
                         "tests": {gid: {"passed": o.get("passed"), "no_credit": o.get("no_credit"),
                                         "message": (o.get("failure") or {}).get("message", ""),
                                         "where": (o.get("failure") or {}).get("where", "")}
@@ -334,7 +372,8 @@ def grade(job: dict) -> dict:
                         "flagged": False,
                     }
                     graded_nb = nbformat.read(nb_file, as_version=4)
-                    result["events"] += _events(graded_nb, limits.cell_timeout, limits.memory_mb)
+                    result["events"] += _events(graded_nb, limits.cell_timeout, limits.memory_mb, limits.file_mb,
+                                                limits.nproc)
             if graded_dir.is_dir():
                 shutil.copytree(graded_dir, out_dir / "autograded", symlinks=True, dirs_exist_ok=True)
         # integrity verdicts: no credit for tests of answers that only call the library; flag tampering
@@ -346,17 +385,20 @@ def grade(job: dict) -> dict:
                     nbres["grades"][gid]["auto_score"] = 0.0
             if f["kind"] == "library_call":
                 nbres.setdefault("comments", {})[f["cell"]] = f["message"]
+        for nbres in result["notebooks"].values():  # an answer that reached the library: for the instructor to see
+            if any(t.get("no_credit") for t in nbres.get("tests", {}).values()):
+                nbres["flagged"] = True
         result["flagged"] = any(n.get("flagged") for n in result["notebooks"].values())
         score = max_score = 0.0
         for nbres in result["notebooks"].values():
             for g in nbres.get("grades", {}).values():
-                score += g["auto_score"]
+                score += g["auto_score"] or 0.0
                 max_score += g["max_score"]
         result["score"] = score
         if not usable or all("ungradable" in result["notebooks"].get(n, {}) for n in names):
             result["status"] = "ungradable"
         lost = lost_tests(result)
-        notes = reasons + [f["message"] for f in result["findings"]] + lost + result["events"]
+        notes = reasons + [f["message"] for f in result["findings"]] + result["events"] + lost
         result["reason"] = "; ".join(dict.fromkeys(notes)) or "ok"
     finally:
         shutil.rmtree(base, ignore_errors=True)

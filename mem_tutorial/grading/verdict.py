@@ -87,8 +87,7 @@ class AnswerClient:
                 raise AnswerProcessGone(self.dead)
             reply = wire.decode(wire.recv(self.fd), from_handle=self.proxy_for)
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError) as exc:
-            self.dead = self.dead or ("the process running your code ended (a crash, os._exit, or the memory or "
-                                      f"CPU limit): {type(exc).__name__}")
+            self.dead = self.dead or "your code ended its process (a crash, os._exit, or a memory or CPU limit)"
             raise AnswerProcessGone(self.dead) from None
         except wire.WireError as exc:
             self.kill()
@@ -599,6 +598,8 @@ def _failure(exc: BaseException, source: str, filename: str, hidden) -> dict:
         if exc.no_credit:
             msg = exc.remote_message.replace(f"{NO_CREDIT_MARK}: ", "")
             message = f"no credit: {msg}"
+        elif exc.type == "NotImplementedError" and "exercise" not in exc.remote_message.lower():
+            message = f"not answered yet: your code raised {exc}"
         else:
             message = f"your code raised {exc}"
     elif isinstance(exc, AnswerProcessGone):
