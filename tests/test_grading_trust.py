@@ -334,3 +334,44 @@ def test_feedback_page_shows_no_hidden_test_line(chapter):
     page_lines = {ln.strip() for ln in text.splitlines()}
     leaked = sorted(ln for ln in hidden_lines if ln in page_lines)
     assert not leaked, (chapter, leaked[:5])
+
+
+# -- what a killed run leaves behind, and what kernels share ---------------------------------------------------
+def test_a_later_run_removes_what_a_killed_run_left(tmp_path):
+    import signal
+    import time
+
+    from mem_tutorial.grading.autograde import OWNER_FILE, cleanup_stale, mark_owner
+
+    live = tmp_path / "mt-autograde-live"
+    live.mkdir()
+    mark_owner(live)  # this process: still running
+    dead = tmp_path / "mt-grade-dead"
+    dead.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(dead)])
+    (dead / OWNER_FILE).write_text("999999 1")  # a process that is gone
+    (dead / "box").mkdir()
+    removed = cleanup_stale(str(tmp_path))
+    assert removed == [str(dead)] and live.is_dir() and not dead.exists()
+    deadline = time.time() + 10
+    while child.poll() is None and time.time() < deadline:  # its leftover process (names the folder) is killed
+        time.sleep(0.1)
+    assert child.poll() is not None
+    assert child.returncode == -signal.SIGKILL
+
+
+@pytest.mark.skipif(not sandbox.can_isolate()[0], reason="needs root on Linux (the isolated sandbox)")
+def test_kernels_get_a_private_dev_shm_and_ipc(tmp_path):
+    marker = Path("/dev/shm") / f"mt-host-{os.getpid()}"
+    marker.write_text("visible to everyone on the host")
+    try:
+        policy = sandbox.prepare_box(str(tmp_path), "s", "c", 0, sandbox.Limits(), hide=[], isolate=True)
+        spec = policy.write_spec()
+        code = ("import os, sys; open('/dev/shm/mine', 'w').write('x'); print(sorted(os.listdir('/dev/shm')))")
+        out = subprocess.run([sys.executable, "-I", str(sandbox.LAUNCHER), spec, "--", sys.executable, "-c", code],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "['mine']", out.stdout
+        assert not (Path("/dev/shm") / "mine").exists()
+    finally:
+        marker.unlink()
