@@ -1,4 +1,6 @@
-"""Grade made-up submissions of a chapter through nbgrader's own Python API and its real SQLite gradebook.
+"""Grade made-up submissions of a chapter through the course's own grader (:mod:`mem_tutorial.grading.grader`:
+nbgrader's autograde in a scratch course, the kernel sandboxed, every graded test cell run by the trusted runner
+against an answer process), as ``mem-tutorial autograde`` grades a class.
 
 Used by every chapter's ``tests/test_<NN>_grading.py``:
 
@@ -12,8 +14,8 @@ Used by every chapter's ``tests/test_<NN>_grading.py``:
 
 Each submission is autograded on its own, so a broken one cannot stop the others.
 
-Grading is the slow part of the test suite (one kernel per submission), so the chapter tests use two savings that
-change no automatic grade:
+Grading is the slow part of the test suite (one fork server, kernel and answer process per test per submission), so
+the chapter tests use two savings that change no automatic grade:
 
 * :func:`lean`: the submission without the ordinary code cells after the last graded test (the chapter's training
   and demo tail). Every test cell still runs after exactly the same cells as in the full notebook. The solution and

@@ -41,6 +41,10 @@ from mem_tutorial.grading import wire
 from mem_tutorial.grading.guard import NO_CREDIT_MARK
 
 OUTPUT_LIMIT = 16 * 1024
+REPLY_LIMIT = 128 * 2**20
+"""Largest reply an answer process may send (bytes): a test's values are small; this bounds the trusted side."""
+TRUSTED_MEMORY = 6 * 2**30
+"""Address-space limit of the trusted runner."""
 TRUSTED_MODULE_ROOTS = ("mem_tutorial", "torch", "numpy", "math", "random", "collections", "itertools",
                         "functools", "string", "re", "json", "statistics", "matplotlib", "tqdm", "operator")
 
@@ -85,7 +89,7 @@ class AnswerClient:
                 self.kill()
                 self.dead = f"timed out: your code did not finish within {wait:g} s (stopped)"
                 raise AnswerProcessGone(self.dead)
-            reply = wire.decode(wire.recv(self.fd), from_handle=self.proxy_for)
+            reply = wire.decode(wire.recv(self.fd, limit=REPLY_LIMIT), from_handle=self.proxy_for)
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError) as exc:
             self.dead = self.dead or "your code ended its process (a crash, os._exit, or a memory or CPU limit)"
             raise AnswerProcessGone(self.dead) from None
@@ -625,7 +629,13 @@ class TrustedRunner:
     with the answer process's socket attached)."""
 
     def __init__(self, fd: int):
+        import resource
+
         self.sock = socket.socket(fileno=fd)
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY or soft > TRUSTED_MEMORY:
+            resource.setrlimit(resource.RLIMIT_AS, (TRUSTED_MEMORY, hard))
+        os.environ["MEM_TUTORIAL_SELFCHECK"] = "raise"  # a failed visible check is a failed test, never a report
         self.base: dict = {}
         self.ns: dict = {}
         self.answer_names: set[str] = set()
