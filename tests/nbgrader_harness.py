@@ -268,9 +268,16 @@ class ScratchCourse:
         from mem_tutorial.grading import sandbox
         from mem_tutorial.grading.grader import grade
 
+        from mem_tutorial.grading.session import release_imports
+        from mem_tutorial.grading.zygote import Zygote
+
         results = {}
         lease = sandbox.SlotLease(1) if sandbox.can_isolate()[0] else None
         worker = lease.slots[0] if lease else 0
+        folder = self.root / "fork-server"
+        folder.mkdir(exist_ok=True)
+        warm = [s for nb in sorted((self.root / "release" / self.chapter).glob("*.ipynb")) for s in release_imports(nb)]
+        zygote = Zygote(str(folder), protected_dirs=[str(self.root / "source")], log=str(folder / "log"), warm=warm)
         try:
             for student in self.students:
                 out = self.root / "graded" / student
@@ -281,12 +288,14 @@ class ScratchCourse:
                        "submission": str(self.root / "submitted" / student / self.chapter),
                        "template": str(self.root), "out": str(out), "worker": worker, "limits": asdict(limits),
                        "hide": [str(self.root / "source")], "isolate": None, "cache_dir": str(self.root),
+                       "zygote": zygote.socket_path,
                        "env": {"MEM_TUTORIAL_FAST": "1", "MEM_TUTORIAL_DEVICE": "cpu", "MEM_TUTORIAL_PROGRESS": "0"}}
                 with grading_env():
                     result = grade(job)
                 self.results[student] = result
                 results[student] = self._scores(student, result, out) if result.get("status") == "graded" else None
         finally:
+            zygote.close()
             if lease is not None:
                 lease.release()
         for name, sub in getattr(self, "wrong_in", {}).items():  # a wrong answer's name finds its submission

@@ -152,7 +152,8 @@ def _synthetic(student: str, chapter: str, reason: str, h: str | None) -> dict:
 
 class _Runner:
     def __init__(self, course: Course, run_dir: Path, templates: dict, limits: sandbox.Limits, isolate: bool,
-                 env: dict, slots: list[int]):
+                 env: dict, slots: list[int], zygotes: dict | None = None):
+        self.zygotes = zygotes or {}
         self.course, self.run_dir, self.templates = course, run_dir, templates
         self.limits, self.isolate, self.env = limits, isolate, env
         self.free: queue.Queue[int] = queue.Queue()
@@ -177,7 +178,8 @@ class _Runner:
                    "template": str(self.templates[chapter]), "out": str(job_dir), "worker": worker,
                    "limits": asdict(self.limits), "hide": self.course.protected_paths() + [str(self.run_dir)],
                    "isolate": self.isolate, "env": self.env, "submission_hash": h,
-                   "chapter_ids": self.course.chapter_grade_ids(), "cache_dir": str(self.run_dir)}
+                   "chapter_ids": self.course.chapter_grade_ids(), "cache_dir": str(self.run_dir),
+                   "zygote": self.zygotes[worker].socket_path if worker in self.zygotes else None}
             with open(job_dir / "worker.log", "wb") as log:
                 job["started"] = time.time()
                 (job_dir / "job.json").write_text(json.dumps(job), encoding="utf-8")
@@ -197,6 +199,7 @@ class _Runner:
                         self.procs.pop(worker, None)
                     if self.isolate:
                         sandbox.kill_sandbox_processes(sandbox.sandbox_uid(worker))
+                        sandbox.kill_sandbox_processes(sandbox.SANDBOX_UID_BASE + ANSWER_UID_OFFSET + worker)
             res_file = job_dir / "result.json"
             if res_file.is_file():
                 return json.loads(res_file.read_text(encoding="utf-8")), job_dir / "autograded", None
@@ -232,6 +235,27 @@ class _Runner:
             procs = list(self.procs.values())
         for p in procs:
             self._stop(p)
+
+
+def start_fork_servers(course: Course, run_dir: Path, templates: dict, slots: list[int], env: dict) -> dict:
+    """One fork server per worker slot, shared by the submissions that worker grades (it imports PyTorch, IPython
+    and the library once; every kernel, answer process and trusted runner of the run is forked from it)."""
+    from mem_tutorial.grading.session import release_imports
+    from mem_tutorial.grading.zygote import Zygote
+
+    warm: list[str] = []
+    for chapter, tpl in templates.items():
+        for nb in sorted((Path(tpl) / "release" / chapter).glob("*.ipynb")):
+            warm += [s for s in release_imports(nb) if s not in warm]
+    protected = [p for p in course.protected_paths()
+                 if os.path.basename(p) in ("solutions", "source") and os.path.isdir(p)]
+    out = {}
+    for i in slots:
+        folder = run_dir / f"fork-server-{i}"
+        folder.mkdir(mode=0o700)
+        out[i] = Zygote(str(folder), protected_dirs=protected, log=str(folder / "log"), warm=warm,
+                        env={k: v for k, v in env.items() if k.startswith("MEM_TUTORIAL_")})
+    return out
 
 
 CANARY_STUDENT = "instructor-solution"
@@ -310,7 +334,7 @@ def autograde(course: Course, chapters=None, students=None, workers: int = 1, li
     run_dir = Path(tempfile.mkdtemp(prefix="mt-autograde-"))
     os.chmod(run_dir, 0o700)
     mark_owner(run_dir)
-    runner = lease = None
+    runner = lease = zygotes = None
     try:
         templates = {}
         for c in sorted({c for _, c in todo}):
@@ -347,7 +371,8 @@ def autograde(course: Course, chapters=None, students=None, workers: int = 1, li
         if not todo:
             log(f"nothing to grade: {report.skipped} submission(s) up to date (use --force to regrade)")
             return report
-        runner = _Runner(course, run_dir, templates, limits, isolate, env, slots)
+        zygotes = start_fork_servers(course, run_dir, templates, slots, env)
+        runner = _Runner(course, run_dir, templates, limits, isolate, env, slots, zygotes)
         if canary:
             problems = run_canary(runner, course, sorted(templates), run_dir)
             if problems:

@@ -311,7 +311,7 @@ def grade(job: dict) -> dict:
             from mem_tutorial.grading.session import GradingSession
 
             session = GradingSession(policy, release_dir=release, worker=int(job.get("worker", 0)),
-                                     cache_dir=job.get("cache_dir"),
+                                     cache_dir=job.get("cache_dir"), zygote_path=job.get("zygote"),
                                      protected_dirs=[h for h in job.get("hide", [])
                                                      if os.path.basename(h) in ("solutions", "source")
                                                      and os.path.isdir(h)])

@@ -30,6 +30,22 @@ def _nbg(cell) -> dict:
     return (cell.get("metadata") or {}).get("nbgrader") or {}
 
 
+def release_imports(path: Path) -> list[str]:
+    """The top-level import statements of a released notebook's ordinary code cells."""
+    from mem_tutorial.grading import verdict
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    out: list[str] = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code" and not _nbg(cell).get("grade") and not _nbg(cell).get("solution"):
+            src = cell.get("source", "")
+            out += verdict.import_statements("".join(src) if isinstance(src, list) else src)
+    return out
+
+
 def is_test_cell(cell) -> bool:
     meta = _nbg(cell)
     return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
@@ -44,6 +60,8 @@ class GradingSession:
     worker: int = 0
     protected_dirs: list[str] = field(default_factory=list)
     cache_dir: str | None = None
+    zygote_path: str | None = None
+    """The socket of a fork server shared by this worker's submissions (else one is started for this one)."""
     outcomes: dict = field(default_factory=dict)  # notebook -> grade_id -> outcome
     zygote: object = None
     trusted: socket.socket | None = None
@@ -54,8 +72,11 @@ class GradingSession:
         from mem_tutorial.grading.zygote import Zygote
 
         base = self.policy.base
-        self.zygote = Zygote(base, protected_dirs=self.protected_dirs, log=os.path.join(base, "zygote.log"),
-                             warm=warm)
+        if self.zygote_path and os.path.exists(self.zygote_path):
+            self.zygote = Zygote.attach(self.zygote_path)
+        else:
+            self.zygote = Zygote(base, protected_dirs=self.protected_dirs, log=os.path.join(base, "zygote.log"),
+                                 warm=warm)
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = self.zygote.fork("trusted", {}, (theirs.fileno(),))
         theirs.close()
@@ -80,18 +101,8 @@ class GradingSession:
     # -- the notebook -------------------------------------------------------------------------------------------
     def release_imports(self, notebook: str) -> list[str]:
         """Import statements of the instructor's released notebook (never the student's copy)."""
-        from mem_tutorial.grading import verdict
-
         path = (self.release_dir / f"{notebook}.ipynb") if self.release_dir else None
-        if path is None or not path.is_file():
-            return []
-        nb = json.loads(path.read_text(encoding="utf-8"))
-        out: list[str] = []
-        for cell in nb.get("cells", []):
-            if cell.get("cell_type") == "code" and not _nbg(cell).get("grade") and not _nbg(cell).get("solution"):
-                src = cell.get("source", "")
-                out += verdict.import_statements("".join(src) if isinstance(src, list) else src)
-        return out
+        return release_imports(path) if path is not None else []
 
     def _request(self, payload: dict, fds: tuple[int, ...] = ()) -> dict:
         socket.send_fds(self.trusted, [json.dumps(payload).encode("utf-8")], list(fds))

@@ -236,6 +236,12 @@ def serve(control: socket.socket, listener: socket.socket | None) -> None:
                 except OSError:
                     continue
                 req, fds = _recv(conn)
+                if req is not None and req.get("op") == "session":  # a grader of this run (shared fork server)
+                    for fd in fds:
+                        os.close(fd)
+                    _send(conn, {"ok": True})
+                    sel.register(conn, selectors.EVENT_READ, "session")
+                    continue
                 for fd in fds:
                     os.close(fd)
                 if req is None or req.get("op") != "kernel":
@@ -246,6 +252,16 @@ def serve(control: socket.socket, listener: socket.socket | None) -> None:
                 relays[pid] = conn
                 _send(conn, {"pid": pid})
                 sel.register(conn, selectors.EVENT_READ, ("relay", pid))
+            elif what == "session":
+                req, fds = _recv(key.fileobj)
+                if req is None:  # that grader is done
+                    sel.unregister(key.fileobj)
+                    key.fileobj.close()
+                    continue
+                pid = _fork(req, fds, control, listener, key.fileobj)
+                if pid:
+                    children[pid] = req.get("op", "?")
+                _send(key.fileobj, {"pid": pid})
             elif isinstance(what, tuple) and what[0] == "relay":
                 pid = what[1]
                 try:
@@ -382,6 +398,19 @@ class Zygote:
         child.close()
         self.listener.close()
 
+    @classmethod
+    def attach(cls, socket_path: str) -> "Zygote":
+        """A handle on a fork server another process started (one per worker of an autograde run): forks go
+        through a connection to its socket; :meth:`close` only closes that connection."""
+        self = cls.__new__(cls)
+        self.socket_path, self.proc, self.log = socket_path, None, None
+        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.control.connect(socket_path)
+        self.control.sendall(json.dumps({"op": "session"}).encode("utf-8"))
+        if not self.control.recv(1024):
+            raise RuntimeError(f"the grading fork server at {socket_path} refused the connection")
+        return self
+
     def fork(self, op: str, payload: dict, fds: tuple[int, ...] = ()) -> int:
         """Ask for a child (``answer`` or ``trusted``) that gets ``fds``; returns its pid (0 if refused)."""
         socket.send_fds(self.control, [json.dumps(dict(payload, op=op)).encode("utf-8")], list(fds))
@@ -395,6 +424,8 @@ class Zygote:
             self.control.close()
         except OSError:
             pass
+        if self.proc is None:  # attached: the fork server belongs to someone else
+            return
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
