@@ -154,6 +154,23 @@ def test_library_call_message_reaches_feedback(graded):
     assert "no credit for content_weighting" in html
     assert (course / "feedback" / "perfect" / hc.CHAPTER / "memory_as_attention.html").is_file()
     assert "invalid_json/01_memory_as_attention: no feedback (memory_as_attention.ipynb: invalid JSON" in fb.stdout
+    # what a student sees: no line of a hidden test, and nothing in the folder but the page
+    import nbformat
+    from test_exchange import page_text
+
+    source = nbformat.read(hc.source_path(), as_version=4)
+    hidden = set()
+    for cell in source.cells:
+        if "### BEGIN HIDDEN TESTS" in cell.source:
+            head, rest = cell.source.split("### BEGIN HIDDEN TESTS", 1)
+            hidden |= {ln.strip() for ln in rest.split("### END HIDDEN TESTS")[0].splitlines()} - \
+                {ln.strip() for ln in head.splitlines()}
+    hidden = {ln for ln in hidden if len(ln) > 3}
+    for student in ("library_call", "perfect"):
+        folder = course / "feedback" / student / hc.CHAPTER
+        assert sorted(p.name for p in folder.iterdir()) == ["memory_as_attention.html"]
+        lines = {ln.strip() for ln in page_text((folder / "memory_as_attention.html").read_text()).splitlines()}
+        assert not hidden & lines, sorted(hidden & lines)[:3]
 
 
 def test_grades_csv(graded):

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 HIDDEN_PLACEHOLDER = "# (hidden tests: run by the grader; their outcome is shown below)"
 _HIDDEN = re.compile(r"[ \t]*#+ *BEGIN HIDDEN TESTS.*?#+ *END HIDDEN TESTS[^\n]*", re.S)
@@ -32,6 +33,7 @@ def redact(source: str) -> str:
 class RedactHiddenTests(Preprocessor):
     """Replace hidden-test blocks in every code cell (whatever its metadata says) by a placeholder comment."""
 
+    enabled = Bool(True)  # nbgrader registers feedback preprocessors without enabling them
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "code" and "HIDDEN TESTS" in cell.source:
             cell.source = redact(cell.source)
