@@ -173,10 +173,33 @@ class SlotLease:
         self._files, self.slots = [], []
 
 
+DATA_ENV = ("MEM_TUTORIAL_BABI_DIR", "MEM_TUTORIAL_WIKIMOVIES_DIR", "MEM_TUTORIAL_CACHE")
+"""Data folders of the course a kernel may read (shown read-only in the isolated sandbox)."""
+
+
+def _instructor_cache() -> str | None:
+    path = os.path.realpath(os.path.expanduser("~/.cache/mem_tutorial"))
+    return path if os.path.isdir(path) else None
+
+
+def data_paths() -> list[str]:
+    """The instructor's data folders (bAbI, WikiMovies, the course's download cache) that kernels read."""
+    out = []
+    for var in DATA_ENV:
+        value = os.environ.get(var)
+        if value and os.path.isdir(value):
+            out.append(os.path.realpath(value))
+    if not os.environ.get("MEM_TUTORIAL_CACHE") and _instructor_cache():
+        out.append(_instructor_cache())
+    return sorted(set(out))
+
+
 def kernel_env(extra: dict[str, str] | None, home: str) -> dict[str, str]:
     """The scrubbed environment of a sandboxed kernel."""
     env = {k: v for k, v in os.environ.items()
            if (k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIXES)) and k not in ENV_DROP}
+    if "MEM_TUTORIAL_CACHE" not in env and _instructor_cache():  # data sets the instructor already has
+        env["MEM_TUTORIAL_CACHE"] = _instructor_cache()
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.setdefault("MEM_TUTORIAL_FAST", "1")
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -221,6 +244,7 @@ def exposed_paths(box: str) -> list[tuple[str, bool]]:
         if "site-packages" in rp or "dist-packages" in rp or rp.startswith(tuple(want)):
             want.add(rp)
     want.update(p for p in os.environ.get("MEM_TUTORIAL_SANDBOX_EXPOSE", "").split(os.pathsep) if p)
+    want.update(data_paths())
     masked = tuple(d + os.sep for d in mask_dirs())
     keep = sorted(p for p in want if p.startswith(masked) and os.path.exists(p))
     keep = [p for p in keep if not any(p != q and p.startswith(q + os.sep) for q in keep)]
