@@ -216,8 +216,10 @@ def test_assignment_copy_and_idempotent_record(toy, tmp_path):
     result["notebooks"]["toy"]["grades"]["test_square"]["auto_score"] = 0.0
     course.record(result)
     rows = course.grade_rows()
+    # a written answer has no automatic score: it waits for the instructor (auto_score None, needs grading)
     assert [(r["exercise"], r["auto_score"], r["flagged"]) for r in rows] == [("test_square", 0.0, True),
-                                                                            ("why", 0.0, True)]
+                                                                            ("why", None, True)]
+    assert [r["needs_manual_grade"] for r in rows] == [False, True]
     with course.gradebook() as gb:
         assert len(gb.find_assignment("01_toy").submissions) == 1
         assert gb.find_comment("square", "toy", "01_toy", "zoe").auto_comment == "note"
