@@ -193,6 +193,9 @@ def generate_release(root: Path, chapter: str, dest_root: Path, log=print) -> li
         cfg.CourseDirectory.release_directory = "release"
         cfg.CourseDirectory.course_id = "mem-tutorial"
         cfg.CourseDirectory.db_url = f"sqlite:///{scratch / 'gradebook.db'}"
+        from mem_tutorial.grading import stubs
+
+        stubs.configure(cfg)  # stubs that name their exercise
         _ensure_alembic_on_path()
         api = NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
         result = api.generate_assignment(chapter, force=True)

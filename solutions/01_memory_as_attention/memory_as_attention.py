@@ -129,14 +129,16 @@ def cosine_similarity(memory, key, eps=1e-8):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_cosine_similarity", "points": 2}
-# Visible checks: run this cell to test your answer.
-M = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [-3.0, 0.0]]])  # [B=1, N=4, W=2]
-k = torch.tensor([[2.0, 0.0]])                                        # [B=1, W=2]
-sim = cosine_similarity(M, k)
-assert sim.shape == (1, 4), f"expected shape [B, N] = [1, 4], got {list(sim.shape)}"
-assert torch.allclose(sim, torch.tensor([[1.0, 0.0, 2 ** -0.5, -1.0]]), atol=1e-4), sim
-assert not torch.isnan(cosine_similarity(torch.zeros(1, 3, 2), k)).any(), "an all-zero memory gave NaN"
-print("cosine_similarity: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("1.1", "cosine_similarity"):
+    M = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [-3.0, 0.0]]])  # [B=1, N=4, W=2]
+    k = torch.tensor([[2.0, 0.0]])                                        # [B=1, W=2]
+    sim = cosine_similarity(M, k)
+    assert sim.shape == (1, 4), f"expected shape [B, N] = [1, 4], got {list(sim.shape)}"
+    assert torch.allclose(sim, torch.tensor([[1.0, 0.0, 2 ** -0.5, -1.0]]), atol=1e-4), sim
+    assert not torch.isnan(cosine_similarity(torch.zeros(1, 3, 2), k)).any(), "an all-zero memory gave NaN"
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 
@@ -191,14 +193,17 @@ def content_weighting(memory, key, beta):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_content_weighting", "points": 2}
-M = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
-k = torch.tensor([[1.0, 0.0]])
-w = content_weighting(M, k, torch.tensor([1.0]))
-assert w.shape == (1, 3), f"expected shape [B, N] = [1, 3], got {list(w.shape)}"
-assert torch.allclose(w.sum(-1), torch.ones(1)), "a weighting must sum to 1 over the slots"
-e = torch.exp(torch.tensor([1.0, 0.0, -1.0]))
-assert torch.allclose(w[0], e / e.sum(), atol=1e-4), w
-print("content_weighting: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("1.2", "content_weighting"):
+    M = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
+    k = torch.tensor([[1.0, 0.0]])
+    w = content_weighting(M, k, torch.tensor([1.0]))
+    assert w.shape == (1, 3), f"expected shape [B, N] = [1, 3], got {list(w.shape)}"
+    assert torch.allclose(w.sum(-1), torch.ones(1)), "a weighting must sum to 1 over the slots"
+    e = torch.exp(torch.tensor([1.0, 0.0, -1.0]))
+    assert torch.allclose(w[0], e / e.sum(), atol=1e-4), w
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_distribution, assert_own_work
 
@@ -272,11 +277,14 @@ def read(memory, weights):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_read", "points": 1}
-M = torch.tensor([[[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]]])  # [B=1, N=2, W=3]
-r = read(M, torch.tensor([[0.25, 0.75]]))
-assert r.shape == (1, 3), f"expected shape [B, W] = [1, 3], got {list(r.shape)}"
-assert torch.allclose(r, torch.tensor([[7.75, 15.5, 23.25]])), r
-print("read: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("1.3", "read"):
+    M = torch.tensor([[[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]]])  # [B=1, N=2, W=3]
+    r = read(M, torch.tensor([[0.25, 0.75]]))
+    assert r.shape == (1, 3), f"expected shape [B, W] = [1, 3], got {list(r.shape)}"
+    assert torch.allclose(r, torch.tensor([[7.75, 15.5, 23.25]])), r
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 
@@ -312,12 +320,15 @@ def write(memory, weights, erase, add):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_write", "points": 2}
-M = torch.ones(1, 3, 2)
-new = write(M, torch.tensor([[0.0, 1.0, 0.5]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[5.0, 5.0]]))
-assert new.shape == (1, 3, 2), f"expected shape [B, N, W] = [1, 3, 2], got {list(new.shape)}"
-assert torch.allclose(new, torch.tensor([[[1.0, 1.0], [5.0, 6.0], [3.0, 3.5]]])), new
-assert torch.equal(M, torch.ones(1, 3, 2)), "write must not modify the memory it was given"
-print("write: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("1.4", "write"):
+    M = torch.ones(1, 3, 2)
+    new = write(M, torch.tensor([[0.0, 1.0, 0.5]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[5.0, 5.0]]))
+    assert new.shape == (1, 3, 2), f"expected shape [B, N, W] = [1, 3, 2], got {list(new.shape)}"
+    assert torch.allclose(new, torch.tensor([[[1.0, 1.0], [5.0, 6.0], [3.0, 3.5]]])), new
+    assert torch.equal(M, torch.ones(1, 3, 2)), "write must not modify the memory it was given"
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 

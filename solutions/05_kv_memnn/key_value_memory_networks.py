@@ -156,15 +156,18 @@ def key_hashing(question, index, max_frequency, stop_words=STOP_WORDS):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_key_hashing", "points": 3}
-toy_keys = [["Blade Runner", "directed_by"], ["Blade Runner", "release_year"], ["Ridley Scott", "directed_by_inv"],
-            ["Alien", "directed_by"], ["the", "film", "Alien", "is", "scary", "Alien"], ["the", "film", "is", "long"]]
-toy_index = inverted_index(toy_keys)
-assert toy_index["Alien"] == [3, 4], toy_index.get("Alien")
-assert toy_index["directed_by"] == [0, 3]
-assert key_hashing(["who", "directed", "Alien", "?"], toy_index, 3) == [3, 4]
-assert key_hashing(["who", "directed", "Alien", "?"], toy_index, 2) == [], "frequency must be strictly below F"
-assert key_hashing(["the", "is"], toy_index, 100) == [], "stop words never select memories"
-print("visible tests passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("5.1", "inverted_index and key_hashing"):
+    toy_keys = [["Blade Runner", "directed_by"], ["Blade Runner", "release_year"], ["Ridley Scott", "directed_by_inv"],
+                ["Alien", "directed_by"], ["the", "film", "Alien", "is", "scary", "Alien"], ["the", "film", "is", "long"]]
+    toy_index = inverted_index(toy_keys)
+    assert toy_index["Alien"] == [3, 4], toy_index.get("Alien")
+    assert toy_index["directed_by"] == [0, 3]
+    assert key_hashing(["who", "directed", "Alien", "?"], toy_index, 3) == [3, 4]
+    assert key_hashing(["who", "directed", "Alien", "?"], toy_index, 2) == [], "frequency must be strictly below F"
+    assert key_hashing(["the", "is"], toy_index, 100) == [], "stop words never select memories"
 ### BEGIN HIDDEN TESTS
 import random as _random
 
@@ -237,13 +240,16 @@ def value_reading(weights, values):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_key_addressing", "points": 3}
-_q = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-_k = torch.tensor([[[2.0, 5.0], [0.0, 1.0], [9.0, 9.0]]], dtype=torch.float64)
-_m = torch.tensor([[True, True, False]])
-_e = torch.exp(torch.tensor(2.0, dtype=torch.float64))
-assert_close(key_addressing(_q, _k, _m), torch.tensor([[_e / (_e + 1), 1 / (_e + 1), 0.0]], dtype=torch.float64),
-             "key_addressing on the hand-checked example")
-print("visible tests passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("5.2", "key_addressing"):
+    _q = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    _k = torch.tensor([[[2.0, 5.0], [0.0, 1.0], [9.0, 9.0]]], dtype=torch.float64)
+    _m = torch.tensor([[True, True, False]])
+    _e = torch.exp(torch.tensor(2.0, dtype=torch.float64))
+    assert_close(key_addressing(_q, _k, _m), torch.tensor([[_e / (_e + 1), 1 / (_e + 1), 0.0]], dtype=torch.float64),
+                 "key_addressing on the hand-checked example")
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(11)
 for _B, _K, _d in [(3, 5, 4), (2, 7, 3)]:
@@ -271,10 +277,13 @@ assert torch.isfinite(_qq.grad).all() and torch.isfinite(_kk.grad).all(), "gradi
 ### END HIDDEN TESTS
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_value_reading", "points": 1}
-_p = torch.tensor([[0.25, 0.75, 0.0]], dtype=torch.float64)
-_v = torch.tensor([[[4.0, 0.0], [0.0, 4.0], [100.0, 100.0]]], dtype=torch.float64)
-assert_close(value_reading(_p, _v), torch.tensor([[1.0, 3.0]], dtype=torch.float64), "value_reading")
-print("visible tests passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("5.2", "value_reading"):
+    _p = torch.tensor([[0.25, 0.75, 0.0]], dtype=torch.float64)
+    _v = torch.tensor([[[4.0, 0.0], [0.0, 4.0], [100.0, 100.0]]], dtype=torch.float64)
+    assert_close(value_reading(_p, _v), torch.tensor([[1.0, 3.0]], dtype=torch.float64), "value_reading")
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(12)
 _p = torch.softmax(torch.randn(3, 5, generator=_g, dtype=torch.float64), -1)
@@ -307,10 +316,13 @@ def hop_update(query, read, R):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_hop_update", "points": 2}
-_R = torch.tensor([[0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
-assert_close(hop_update(torch.tensor([[1.0, 2.0]], dtype=torch.float64), torch.tensor([[0.0, 1.0]], dtype=torch.float64),
-                        _R), torch.tensor([[3.0, 0.0]], dtype=torch.float64), "hop_update (R acts on column vectors)")
-print("visible tests passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("5.3", "hop_update"):
+    _R = torch.tensor([[0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    assert_close(hop_update(torch.tensor([[1.0, 2.0]], dtype=torch.float64), torch.tensor([[0.0, 1.0]], dtype=torch.float64),
+                            _R), torch.tensor([[3.0, 0.0]], dtype=torch.float64), "hop_update (R acts on column vectors)")
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(13)
 _q, _o = torch.randn(4, 3, generator=_g, dtype=torch.float64), torch.randn(4, 3, generator=_g, dtype=torch.float64)

@@ -181,6 +181,7 @@ except NotImplementedError:
     print("Write topk_read above first.")
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_topk_read", "points": 4}
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
 def _ref_topk_read(memory, keys, strengths, k):
     """Float64 reference: the dense softmax restricted to the top-k support, then a dense read."""
     dot = (keys.unsqueeze(2) * memory.unsqueeze(1)).sum(-1)
@@ -190,16 +191,18 @@ def _ref_topk_read(memory, keys, strengths, k):
     w = torch.softmax(scores, -1)
     return (w.unsqueeze(-1) * memory.unsqueeze(1)).sum(2), w
 
+from mem_tutorial.grading.selfcheck import exercise
 
-_g = torch.Generator().manual_seed(1)
-_m = torch.randn(2, 12, 5, generator=_g, dtype=torch.float64)
-_k = torch.randn(2, 3, 5, generator=_g, dtype=torch.float64)
-_s = torch.rand(2, 3, generator=_g, dtype=torch.float64) * 4 + 0.5
-_reads, _idx, _w = topk_read(_m, _k, _s, 4)
-_ref_reads, _ref_w = _ref_topk_read(_m, _k, _s, 4)
-assert tuple(_idx.shape) == (2, 3, 4) and tuple(_w.shape) == (2, 3, 4), "indices and weights must be [B, R, k]"
-assert_distribution(_w, "weights over the k kept slots")
-assert_close(_reads, _ref_reads, "reads")
+with exercise("6.1", "topk_read"):
+    _g = torch.Generator().manual_seed(1)
+    _m = torch.randn(2, 12, 5, generator=_g, dtype=torch.float64)
+    _k = torch.randn(2, 3, 5, generator=_g, dtype=torch.float64)
+    _s = torch.rand(2, 3, generator=_g, dtype=torch.float64) * 4 + 0.5
+    _reads, _idx, _w = topk_read(_m, _k, _s, 4)
+    _ref_reads, _ref_w = _ref_topk_read(_m, _k, _s, 4)
+    assert tuple(_idx.shape) == (2, 3, 4) and tuple(_w.shape) == (2, 3, 4), "indices and weights must be [B, R, k]"
+    assert_distribution(_w, "weights over the k kept slots")
+    assert_close(_reads, _ref_reads, "reads")
 ### BEGIN HIDDEN TESTS
 # Values: the weights, placed on their slots, equal the restricted-and-renormalised dense weights.
 _dense_w = torch.zeros(2, 3, 12, dtype=torch.float64).scatter_add(-1, _idx, _w.to(torch.float64))
@@ -323,21 +326,24 @@ except NotImplementedError:
     print("Write build_ivf and search_ivf above first.")
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_ivf_index", "points": 4}
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
 def _clustered_keys(n, w, n_clusters, seed=0, spread=0.3):
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(n_clusters, w, generator=g)
     return ix.normalize(centres[torch.randint(0, n_clusters, (n,), generator=g)] + spread * torch.randn(n, w, generator=g))
 
+from mem_tutorial.grading.selfcheck import exercise
 
-_keys = _clustered_keys(600, 8, 12, seed=3)
-_cents, _ = ix.kmeans(_keys, 10, iters=5, seed=1)
-_lists = build_ivf(_keys, _cents)
-assert len(_lists) == 10, "one list per centroid"
-assert sorted(torch.cat(list(_lists)).tolist()) == list(range(600)), "every key in exactly one list"
-_q = ix.normalize(_keys[:20] + 0.05 * torch.randn(20, 8, generator=torch.Generator().manual_seed(4)))
-_ids = search_ivf(_q, _keys, _cents, _lists, 10, 5)
-assert tuple(_ids.shape) == (20, 5), "ids must be [Q, k]"
-assert torch.equal(_ids, (_q @ _keys.T).topk(5, dim=-1).indices), "probing every list must give exact search"
+with exercise("6.2", "build_ivf and search_ivf"):
+    _keys = _clustered_keys(600, 8, 12, seed=3)
+    _cents, _ = ix.kmeans(_keys, 10, iters=5, seed=1)
+    _lists = build_ivf(_keys, _cents)
+    assert len(_lists) == 10, "one list per centroid"
+    assert sorted(torch.cat(list(_lists)).tolist()) == list(range(600)), "every key in exactly one list"
+    _q = ix.normalize(_keys[:20] + 0.05 * torch.randn(20, 8, generator=torch.Generator().manual_seed(4)))
+    _ids = search_ivf(_q, _keys, _cents, _lists, 10, 5)
+    assert tuple(_ids.shape) == (20, 5), "ids must be [Q, k]"
+    assert torch.equal(_ids, (_q @ _keys.T).topk(5, dim=-1).indices), "probing every list must give exact search"
 ### BEGIN HIDDEN TESTS
 # Assignment: each key sits in the list of its best centroid.
 _assign = (_keys @ _cents.T).argmax(-1)
@@ -434,17 +440,21 @@ def hierarchical_read(queries, keys, values, centroids, groups, n_probe, k):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_hierarchical_read", "points": 4}
-_g3 = torch.Generator().manual_seed(7)
-_hk = torch.randn(6, 6, generator=_g3, dtype=torch.float64)[torch.randint(0, 6, (300,), generator=_g3)]
-_hk = ix.normalize(_hk + 0.3 * torch.randn(300, 6, generator=_g3, dtype=torch.float64)) * torch.linspace(0.5, 2, 300, dtype=torch.float64).unsqueeze(-1)
-_hv = torch.randn(300, 3, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
-_hc, _hassign = ix.kmeans(ix.normalize(_hk), 6, iters=5, seed=3)
-_hg = [torch.nonzero(_hassign == g).squeeze(-1) for g in range(6)]
-_hq = torch.randn(5, 6, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-_r, _i, _w = hierarchical_read(_hq, _hk, _hv, _hc, _hg, 6, 4)
-assert tuple(_r.shape) == (5, 3) and tuple(_i.shape) == (5, 4) and tuple(_w.shape) == (5, 4), "shapes"
-assert torch.equal(_i, (_hq @ _hk.T).topk(4, dim=-1).indices), "with every group probed, the lookup is exact MIPS"
-assert_distribution(_w, "weights over the k retrieved slots")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("6.3", "hierarchical_read"):
+    _g3 = torch.Generator().manual_seed(7)
+    _hk = torch.randn(6, 6, generator=_g3, dtype=torch.float64)[torch.randint(0, 6, (300,), generator=_g3)]
+    _hk = ix.normalize(_hk + 0.3 * torch.randn(300, 6, generator=_g3, dtype=torch.float64)) * torch.linspace(0.5, 2, 300, dtype=torch.float64).unsqueeze(-1)
+    _hv = torch.randn(300, 3, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    _hc, _hassign = ix.kmeans(ix.normalize(_hk), 6, iters=5, seed=3)
+    _hg = [torch.nonzero(_hassign == g).squeeze(-1) for g in range(6)]
+    _hq = torch.randn(5, 6, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    _r, _i, _w = hierarchical_read(_hq, _hk, _hv, _hc, _hg, 6, 4)
+    assert tuple(_r.shape) == (5, 3) and tuple(_i.shape) == (5, 4) and tuple(_w.shape) == (5, 4), "shapes"
+    assert torch.equal(_i, (_hq @ _hk.T).topk(4, dim=-1).indices), "with every group probed, the lookup is exact MIPS"
+    assert_distribution(_w, "weights over the k retrieved slots")
 ### BEGIN HIDDEN TESTS
 for _np_ in (1, 2):
     _r, _i, _w = hierarchical_read(_hq, _hk, _hv, _hc, _hg, _np_, 4)
