@@ -7,8 +7,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mem-tutorial/mem-tutorial/blob/main/notebooks/04_memn2n/end_to_end_memory_networks.ipynb)
-# [![Course home](https://img.shields.io/badge/course-mem--tutorial-blue)](https://github.com/mem-tutorial/mem-tutorial)
+# @course-badges
 #
 # # Chapter 4 — End-To-End Memory Networks
 #
@@ -33,8 +32,9 @@
 
 # %% [markdown]
 # ### Setup
-# This cell works locally and in Colab. In Colab it installs the course library from the one place configured in
-# `COURSE_SOURCE` (override it with the `MEM_TUTORIAL_SOURCE` environment variable).
+# This cell works locally and in Colab. Where the course library is missing (Colab) it installs it from the
+# published course (`COURSE_SOURCE`; to use another copy, set `MEM_TUTORIAL_SOURCE` in a cell above:
+# `%env MEM_TUTORIAL_SOURCE=...`).
 #
 # **Data.** The bAbI tasks are found, in this order: a folder you pass to `load_babi(data_dir=...)`; the folder
 # in the environment variable `MEM_TUTORIAL_BABI_DIR` (the one that contains `tasks_1-20_v1-2/`); the course cache
@@ -43,13 +43,7 @@
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-import os
-import subprocess
-import sys
-
-COURSE_SOURCE = os.environ.get("MEM_TUTORIAL_SOURCE", "git+https://github.com/mem-tutorial/mem-tutorial")
-if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", COURSE_SOURCE], check=True)
+# @course-install
 
 import time
 from importlib import resources
