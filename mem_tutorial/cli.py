@@ -97,8 +97,10 @@ def cmd_serve(args) -> int:
     argv = [exe, "lab", f"--ServerApp.root_dir={root}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         argv.append("--allow-root")
-    argv += list(args.jupyter_args or [])
+    argv += list(getattr(args, "jupyter_args", None) or [])
     print(" ".join(argv), flush=True)
+    if args.dry_run:
+        return 0
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     os.chdir(root)
     os.execv(exe, argv)
@@ -135,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_workspace)
 
     p = sub.add_parser("serve", help=cmd_serve.__doc__, description=cmd_serve.__doc__)
-    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
+    p.add_argument("--dry-run", action="store_true", help="only print the jupyter command")
     p.set_defaults(func=cmd_serve)
 
     _register_extra_commands(sub)
@@ -153,7 +155,10 @@ def _register_extra_commands(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "serve":  # only serve passes unknown arguments on (to jupyter lab)
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.jupyter_args = extra
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:

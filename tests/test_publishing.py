@@ -117,3 +117,21 @@ def test_workspace_copies_and_never_overwrites(tmp_path):
     copied2, skipped2 = pub.workspace(ROOT, dest, log=lines.append)
     assert copied2 == [] and mine in skipped2 and mine.read_text() == "my answers"
     assert any("not overwritten" in line for line in lines)
+
+
+def test_serve_runs_jupyterlab_on_the_course_root(capsys):
+    from mem_tutorial import cli
+
+    assert cli.main(["--root", str(ROOT), "serve", "--dry-run", "--port=9999"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert " lab " in line and f"--ServerApp.root_dir={ROOT}" in line and line.endswith("--port=9999")
+    assert ("--allow-root" in line) == (os.geteuid() == 0)
+
+
+def test_workspace_command_defaults_to_my_work(tmp_path, monkeypatch, capsys):
+    from mem_tutorial import cli
+
+    monkeypatch.chdir(tmp_path)  # outside the repository: the clone the library was installed from is used
+    assert cli.main(["workspace"]) == 0
+    assert (tmp_path / "my-work" / CH1 / "memory_as_attention.ipynb").is_file()
+    assert "my-work" in capsys.readouterr().out
