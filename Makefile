@@ -2,12 +2,14 @@
 #   make course   set everything up and open the course in JupyterLab
 #   make test     set everything up and run the whole test suite (what CI runs)
 #
-# Installs into the active virtualenv if there is one, else into ./.venv. PyTorch is installed as torch==2.13.0
-# unless the environment already has a torch (e.g. a CUDA build you installed yourself).
+# Installs into the active virtualenv if there is one, else into the active conda environment (not `base`), else into
+# ./.venv. PyTorch is installed as torch==2.13.0 unless the environment already has a torch (e.g. a CUDA build you
+# installed yourself). environment.yml installs the same things for conda users.
 
 SHELL := /bin/bash
 PYTHON ?= python3
-ENV_DIR ?= $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(CURDIR)/.venv)
+CONDA_ENV := $(if $(filter-out base,$(CONDA_DEFAULT_ENV)),$(CONDA_PREFIX),)
+ENV_DIR ?= $(or $(VIRTUAL_ENV),$(CONDA_ENV),$(CURDIR)/.venv)
 BIN := $(ENV_DIR)/bin
 PY := $(BIN)/python
 STAMP := $(ENV_DIR)/.mem-tutorial-installed
@@ -18,8 +20,10 @@ EXTRAS ?= course,faiss,text
 BABI_DIR ?= $(firstword $(MEM_TUTORIAL_BABI_DIR) $(wildcard $(CURDIR)/../shared/data/babi))
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
+# the learner's own copy of the student notebooks (mem-tutorial workspace never overwrites it)
+WORKSPACE ?= my-work
 
-.PHONY: setup course test release check clean
+.PHONY: setup course serve test release check clean
 
 setup: $(STAMP)
 
@@ -31,7 +35,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 course: setup
-	PATH="$(BIN):$$PATH" $(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
+	PATH="$(BIN):$$PATH" $(BIN)/mem-tutorial workspace $(WORKSPACE)
+	PATH="$(BIN):$$PATH" $(BIN)/jupyter lab $(ROOT_FLAG) $(WORKSPACE)/
+
+# instructors: JupyterLab on the course root, for Formgrader
+serve: setup
+	PATH="$(BIN):$$PATH" $(BIN)/mem-tutorial serve
 
 test: setup
 	PATH="$(BIN):$$PATH" MEM_TUTORIAL_FAST=1 MEM_TUTORIAL_BABI_DIR="$(BABI_DIR)" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \

@@ -36,6 +36,10 @@ def cmd_release(args) -> int:
         problems = []
         for chapter in chapters:
             problems += rel.stale_solutions(root, chapter) + rel.stale_release(root, chapter)
+        from mem_tutorial.publishing import update_readme
+
+        if update_readme(root, check=True):
+            problems.append("README.md: the course-links block is stale: run `mem-tutorial release`")
         for p in problems:
             print(p)
         print("up to date" if not problems else f"{len(problems)} problem(s)")
@@ -44,7 +48,63 @@ def cmd_release(args) -> int:
         if args.build:
             rel.build(root, chapter, execute=True)
         rel.release(root, chapter)
+    from mem_tutorial.publishing import update_readme
+
+    if update_readme(root):
+        print("README.md: course links updated")
     return 0
+
+
+def cmd_publish(args) -> int:
+    """Retarget the published course (badges, Colab links, the setup cells' install source, README links) to a
+    GitHub repository and branch, in one command: writes [tool.mem-tutorial] in pyproject.toml and regenerates."""
+    from mem_tutorial import publishing
+
+    root = _root(args)
+    current = publishing.read_config(root)
+    if not args.repository and not args.branch:
+        print(f"published at {current.repository}, branch {current.branch}; Colab installs {current.archive}")
+        return 0
+    target = publishing.Published(args.repository or current.repository, args.branch or current.branch)
+    publishing.publish(root, target)
+    return 0
+
+
+def cmd_workspace(args) -> int:
+    """Copy the student notebooks into your own folder (default ./my-work/) to work in; never overwrites a file
+    that is already there (it lists what it kept), so `git pull` never conflicts with your work."""
+    from mem_tutorial import publishing
+
+    try:
+        root = _root(args)
+    except FileNotFoundError:  # outside the repository: the clone this library was installed from (pip install -e)
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "notebooks").is_dir():
+            raise
+    publishing.workspace(root, Path(args.dir).expanduser().resolve())
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """Instructors: run JupyterLab on the course root (solutions/, notebooks/, the gradebook), so Formgrader's
+    links resolve. Extra arguments go to `jupyter lab`."""
+    import os
+    import shutil
+
+    root = _root(args)
+    jupyter = Path(sys.executable).with_name("jupyter")
+    exe = str(jupyter) if jupyter.exists() else (shutil.which("jupyter") or "jupyter")
+    argv = [exe, "lab", f"--ServerApp.root_dir={root}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--allow-root")
+    argv += list(getattr(args, "jupyter_args", None) or [])
+    print(" ".join(argv), flush=True)
+    if args.dry_run:
+        return 0
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    os.chdir(root)
+    os.execv(exe, argv)
+    return 0  # pragma: no cover
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="only report stale solution or student notebooks (exit 1)")
     p.set_defaults(func=cmd_release)
 
+    p = sub.add_parser("publish", help=cmd_publish.__doc__, description=cmd_publish.__doc__)
+    p.add_argument("--repository", metavar="OWNER/NAME", help="GitHub repository the course is published at")
+    p.add_argument("--branch", help="branch of that repository (default: keep the current one)")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("workspace", help=cmd_workspace.__doc__, description=cmd_workspace.__doc__)
+    p.add_argument("dir", nargs="?", default="my-work", metavar="DIR", help="your folder (default: ./my-work)")
+    p.set_defaults(func=cmd_workspace)
+
+    p = sub.add_parser("serve", help=cmd_serve.__doc__, description=cmd_serve.__doc__)
+    p.add_argument("--dry-run", action="store_true", help="only print the jupyter command")
+    p.set_defaults(func=cmd_serve)
+
     _register_extra_commands(sub)
     return parser
 
@@ -82,7 +155,10 @@ def _register_extra_commands(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "serve":  # only serve passes unknown arguments on (to jupyter lab)
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.jupyter_args = extra
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:

@@ -79,8 +79,11 @@ _HOW_TO_GET = (
     f"  1. download {BABI_URL}\n"
     f"     (SHA-256 {BABI_ARCHIVE_SHA256});\n"
     "  2. extract it:  tar xzf tasks_1-20_v1-2.tar.gz   (this creates the folder tasks_1-20_v1-2/);\n"
-    f"  3. point the course at the folder that contains it:  export {BABI_DIR_ENV}=/path/to/that/folder\n"
-    "     (or pass data_dir=... , or move tasks_1-20_v1-2/ into {cache}/babi/)."
+    "  3. point the course at the folder that contains it:\n"
+    f"       in a notebook, in a cell above the setup cell:  %env {BABI_DIR_ENV}=/path/to/that/folder\n"
+    f"         (or: import os; os.environ[\"{BABI_DIR_ENV}\"] = \"/path/to/that/folder\"), then run the setup cell again;\n"
+    f"       in a shell, before starting Jupyter:  export {BABI_DIR_ENV}=/path/to/that/folder\n"
+    "     (or pass data_dir=... , or move tasks_1-20_v1-2/ into {cache}/babi/, where a download lands)."
 )
 
 

@@ -16,9 +16,14 @@ import urllib.request
 from pathlib import Path
 
 CACHE_ENV = "MEM_TUTORIAL_CACHE"
+#: Set to 1 to forbid downloads (tests, offline machines): a missing file is reported at once.
+NO_DOWNLOAD_ENV = "MEM_TUTORIAL_NO_DOWNLOAD"
 DEFAULT_CACHE = Path("~/.cache/mem_tutorial")
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
+#: URLs whose download failed (no network) in this process, with the error: not retried (each retry can wait
+#: TIMEOUT_S) until :func:`forget_failures` is called, e.g. when a notebook's setup cell is run again.
+_FAILED: dict[str, str] = {}
 
 
 class DownloadError(RuntimeError):
@@ -30,6 +35,16 @@ def cache_dir() -> Path:
     root = Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def downloads_disabled() -> bool:
+    """Whether ``$MEM_TUTORIAL_NO_DOWNLOAD`` forbids downloads."""
+    return os.environ.get(NO_DOWNLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def forget_failures() -> None:
+    """Allow failed downloads to be tried again."""
+    _FAILED.clear()
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -56,11 +71,18 @@ def fetch(url: str, sha256: str | None, dest: str | os.PathLike, *, manual_hint:
 
     Raises:
         DownloadError: when the download fails (offline, HTTP error) or the checksum does not match; the
-            message names the URL, the destination and what to do.
+            message names the URL, the destination and what to do. Downloads are not attempted when
+            ``$MEM_TUTORIAL_NO_DOWNLOAD`` is set, nor again after a network failure in this process (until
+            :func:`forget_failures`).
     """
     dest = Path(dest).expanduser()
     if dest.exists() and (sha256 is None or sha256_file(dest) == sha256.lower()):
         return dest
+    if downloads_disabled():
+        raise DownloadError(f"Downloads are disabled ({NO_DOWNLOAD_ENV} is set), so {url} was not fetched to "
+                            f"{dest}. {manual_hint}".strip())
+    if url in _FAILED:
+        raise DownloadError(f"{_FAILED[url]} (not retried: it already failed in this session)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
     try:
@@ -77,10 +99,10 @@ def fetch(url: str, sha256: str | None, dest: str | os.PathLike, *, manual_hint:
                 )
         os.replace(tmp_name, dest)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise DownloadError(
-            f"Could not download {url} to {dest} ({exc.__class__.__name__}: {exc}). Check the network "
-            f"connection, or download the file by hand and put it at {dest}. {manual_hint}".strip()
-        ) from exc
+        message = (f"Could not download {url} to {dest} ({exc.__class__.__name__}: {exc}). Check the network "
+                   f"connection, or download the file by hand and put it at {dest}. {manual_hint}".strip())
+        _FAILED[url] = message
+        raise DownloadError(message) from exc
     finally:
         if os.path.exists(tmp_name):
             os.remove(tmp_name)

@@ -81,8 +81,13 @@ def source_to_notebook(path: Path):
     import jupytext
     import nbformat
 
+    from mem_tutorial.publishing import expand_notebook
+
+    path = Path(path)
     nb = jupytext.read(path)
     nb.metadata.pop("jupytext", None)
+    # badges and the setup cell's install block come from [tool.mem-tutorial] in pyproject.toml
+    expand_notebook(nb, path.parents[2], path.parent.name, path.stem)
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
     seen: set[str] = set()

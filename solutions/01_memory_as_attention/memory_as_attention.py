@@ -7,8 +7,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mem-tutorial/mem-tutorial/blob/main/notebooks/01_memory_as_attention/memory_as_attention.ipynb)
-# [![Course home](https://img.shields.io/badge/course-mem--tutorial-blue)](https://github.com/mem-tutorial/mem-tutorial)
+# @course-badges
 #
 # # Chapter 1 — Memory as attention
 #
@@ -57,18 +56,13 @@
 
 # %% [markdown]
 # ### Setup
-# This cell works locally and in Colab. In Colab it installs the course library from the one place configured in
-# `COURSE_SOURCE` (override it with the `MEM_TUTORIAL_SOURCE` environment variable).
+# This cell works locally and in Colab. Where the course library is missing (Colab) it installs it from the
+# published course (`COURSE_SOURCE`; to use another copy, set `MEM_TUTORIAL_SOURCE` in a cell above:
+# `%env MEM_TUTORIAL_SOURCE=...`).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-import os
-import subprocess
-import sys
-
-COURSE_SOURCE = os.environ.get("MEM_TUTORIAL_SOURCE", "git+https://github.com/mem-tutorial/mem-tutorial")
-if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", COURSE_SOURCE], check=True)
+# @course-install
 
 import matplotlib.pyplot as plt
 import torch

@@ -7,8 +7,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mem-tutorial/mem-tutorial/blob/main/notebooks/04_memn2n/end_to_end_memory_networks.ipynb)
-# [![Course home](https://img.shields.io/badge/course-mem--tutorial-blue)](https://github.com/mem-tutorial/mem-tutorial)
+# @course-badges
 #
 # # Chapter 4 — End-To-End Memory Networks
 #
@@ -33,8 +32,9 @@
 
 # %% [markdown]
 # ### Setup
-# This cell works locally and in Colab. In Colab it installs the course library from the one place configured in
-# `COURSE_SOURCE` (override it with the `MEM_TUTORIAL_SOURCE` environment variable).
+# This cell works locally and in Colab. Where the course library is missing (Colab) it installs it from the
+# published course (`COURSE_SOURCE`; to use another copy, set `MEM_TUTORIAL_SOURCE` in a cell above:
+# `%env MEM_TUTORIAL_SOURCE=...`).
 #
 # **Data.** The bAbI tasks are found, in this order: a folder you pass to `load_babi(data_dir=...)`; the folder
 # in the environment variable `MEM_TUTORIAL_BABI_DIR` (the one that contains `tasks_1-20_v1-2/`); the course cache
@@ -43,13 +43,7 @@
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-import os
-import subprocess
-import sys
-
-COURSE_SOURCE = os.environ.get("MEM_TUTORIAL_SOURCE", "git+https://github.com/mem-tutorial/mem-tutorial")
-if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", COURSE_SOURCE], check=True)
+# @course-install
 
 import time
 from importlib import resources
@@ -66,7 +60,11 @@ from mem_tutorial.viz.widgets import memn2n_story_explorer, plot_story_attention
 mt.seed_everything(0)
 device = mt.get_device()
 print("FAST mode:", mt.fast_mode())
-print("bAbI from:", babi.babi_dir())
+# bAbI: found (or downloaded once) here; if it cannot be, this says once how to get it, and the cells marked
+# "needs-data: babi" below are skipped with a one-line note per section, so the rest of the notebook still runs
+from mem_tutorial.data.notebook import require_babi
+
+BABI_DIR = require_babi()
 
 # %% [markdown]
 # ## 1. Question answering over a story: the bAbI tasks
@@ -81,6 +79,7 @@ print("bAbI from:", babi.babi_dir())
 # sizes and holds out 10 % of the training questions for validation.
 
 # %%
+# needs-data: babi | 1. The bAbI tasks
 data1 = babi.load_babi(1)
 example = data1.raw_train[2]
 for i, sentence in enumerate(example.story):
@@ -94,6 +93,7 @@ print("stories tensor [Q, N, J]:", list(data1.train.stories.shape), "  vocabular
 # A few tasks and what they test (the numbers are the task ids used everywhere below):
 
 # %%
+# needs-data: babi | 1. The bAbI tasks
 for task in (1, 2, 3, 6, 8, 17, 19):
     ex = babi.load_task(task, "test")[0]
     print(f"task {task:2d} ({babi.TASK_NAMES[task]}): {' '.join(ex.question)}? → {ex.answer}   "
@@ -345,6 +345,7 @@ for _K in (1, 3):
 # Look at a story of task 2 (*two supporting facts*) and one of task 3 (*three supporting facts*):
 
 # %%
+# needs-data: babi | 5. Why some tasks need more than one hop
 for task in (2, 3):
     ex = babi.load_task(task, "test")[1]
     print(f"task {task}: {' '.join(ex.question)}? → {ex.answer}")
@@ -389,6 +390,7 @@ for task in (2, 3):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+# needs-data: babi | 6. Training on task 1
 config1 = M.paper_config(data1)   # d = 20, 3 hops, PE (official matrix), temporal encoding, empty slots
 print(config1)
 recipe1 = M.paper_recipe(linear_start=mt.pick(fast=False, full=True), epochs=mt.pick(fast=15, full=100),
@@ -403,9 +405,23 @@ print(f"task 1 test error: {M.evaluate(model1, data1.test)['error']:.3f}")
 
 # %% [markdown]
 # Training curves: error on the training batches and on the validation set after each epoch (the grey band is
-# the linear-start phase).
+# the linear-start phase), next to those of the shipped model trained on all 20 tasks (used from here on).
 
 # %%
+joint_path = resources.files("mem_tutorial") / "checkpoints" / "memn2n_babi_joint.pt"
+joint_model, joint_ckpt = M.load_memn2n(joint_path)   # trained by benchmarks/memn2n_babi.py (RESULTS.md)
+joint_vocab = babi.Vocab(joint_ckpt["extra"]["vocab"])
+J_joint = joint_model.config.sentence_length
+recipe = joint_ckpt["config"]["recipe"]
+stopped = joint_ckpt["extra"].get("partial_epoch")
+print(f"shipped joint model: d = {joint_model.config.embedding_dim}, {joint_model.config.hops} hops, "
+      f"trained for {joint_ckpt['history'].steps[-1] if stopped is None else stopped} epochs "
+      f"({'run still in progress when saved' if stopped else 'complete run'}), gradient clipping: "
+      f"{recipe.get('clip', 'global')}")
+
+
+# %%
+# needs-data: babi | 6. Training on task 1
 def plot_curves(history, title, ax):
     epochs = history.steps
     ax.plot(epochs, history["train_error"], label="train")
@@ -416,19 +432,11 @@ def plot_curves(history, title, ax):
     ax.set_xlabel("epoch"); ax.set_ylabel("error"); ax.set_ylim(0, 1); ax.set_title(title); ax.legend(fontsize=8)
 
 
-joint_path = resources.files("mem_tutorial") / "checkpoints" / "memn2n_babi_joint.pt"
-joint_model, joint_ckpt = M.load_memn2n(joint_path)   # trained by benchmarks/memn2n_babi.py (RESULTS.md)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3))
 plot_curves(fit1.history[0], "task 1, this notebook's run", axes[0])
 plot_curves(joint_ckpt["history"], "20 tasks jointly (shipped checkpoint)", axes[1])
 fig.tight_layout()
 plt.show()
-recipe = joint_ckpt["config"]["recipe"]
-stopped = joint_ckpt["extra"].get("partial_epoch")
-print(f"shipped joint model: d = {joint_model.config.embedding_dim}, {joint_model.config.hops} hops, "
-      f"trained for {joint_ckpt['history'].steps[-1] if stopped is None else stopped} epochs "
-      f"({'run still in progress when saved' if stopped else 'complete run'}), gradient clipping: "
-      f"{recipe.get('clip', 'global')}")
 
 # %% [markdown]
 # ## 7. What the trained network reads: attention per hop
@@ -439,10 +447,7 @@ print(f"shipped joint model: d = {joint_model.config.embedding_dim}, {joint_mode
 # next hop the person's latest location.
 
 # %%
-joint_vocab = babi.Vocab(joint_ckpt["extra"]["vocab"])
-J_joint = joint_model.config.sentence_length
-
-
+# needs-data: babi | 7. What the trained network reads
 def joint_test(task):
     return babi.vectorize(babi.load_task(task, "test"), joint_vocab, sentence_length=J_joint)
 
@@ -460,6 +465,7 @@ plt.show()
 # whether the network reads the right evidence; it can also answer correctly from other sentences.)
 
 # %%
+# needs-data: babi | 7. What the trained network reads
 for task in (1, 2, 3):
     data_t = joint_test(task)
     with torch.no_grad():
@@ -505,6 +511,7 @@ print(f"{'failed':>4}  {'(error > 5 %)':<24} {sum(e > 5 for e in our_errors):6d}
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+# needs-data: babi | 9. Explore the stories yourself
 explore_tasks = (1, 2, 3, 6, 8, 11, 14, 15, 16)
 explore_data = babi.vectorize([ex for t in explore_tasks for ex in babi.load_task(t, "test")[:50]], joint_vocab,
                               sentence_length=J_joint)

@@ -12,8 +12,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mem-tutorial/mem-tutorial/blob/main/notebooks/06_memory_at_scale/memory_at_scale.ipynb)
-# [![Course home](https://img.shields.io/badge/course-mem--tutorial-blue)](https://github.com/mem-tutorial/mem-tutorial)
+# @course-badges
 #
 # # Chapter 6 — Memory at scale: sparse reads, nearest-neighbour search, hierarchical and text memories
 #
@@ -38,18 +37,13 @@
 
 # %% [markdown]
 # ### Setup
-# This cell works locally and in Colab. In Colab it installs the course library (with the optional FAISS and
-# text-encoder extras) from the one place configured in `COURSE_SOURCE` (override it with `MEM_TUTORIAL_SOURCE`).
+# This cell works locally and in Colab. Where the course library is missing (Colab) it installs it, with the
+# optional FAISS and text-encoder extras, from the published course (`COURSE_SOURCE`; to use another copy, set
+# `MEM_TUTORIAL_SOURCE` in a cell above: `%env MEM_TUTORIAL_SOURCE=...`).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-import os
-import subprocess
-import sys
-
-COURSE_SOURCE = os.environ.get("MEM_TUTORIAL_SOURCE", "git+https://github.com/mem-tutorial/mem-tutorial")
-if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mem-tutorial[faiss,text] @ {COURSE_SOURCE}"], check=True)
+# @course-install[faiss,text]
 
 import math
 import time
