@@ -147,6 +147,8 @@ def overrides(args) -> dict:
     if args.ls_patience is not None:
         out["ls_patience"] = args.ls_patience
     out["clip"] = args.clip
+    if args.nil_gradient is not None:
+        out["nil_gradient"] = args.nil_gradient == "yes"
     if args.sampling is not None:
         out["sampling"] = args.sampling
     return out
@@ -201,7 +203,11 @@ def main(argv=None) -> int:
     parser.add_argument("--clip", default="per_matrix", choices=["global", "per_matrix"],
                         help="gradient clipping: global norm (paper) or per matrix (official code)")
     parser.add_argument("--ls-patience", type=int, default=None,
-                        help="end linear start once the validation loss has not improved for this many epochs")
+                        help="not recommended (warns): end linear start once the validation loss has not improved "
+                             "for this many epochs; the linear-phase loss is too noisy to stop on (RESULTS)")
+    parser.add_argument("--nil-gradient", default=None, choices=["yes", "no"],
+                        help="the nil word's rows get the official code's gradient, counted in per-matrix "
+                             "clipping (default: paper_recipe's)")
     parser.add_argument("--split-seed", type=lambda v: None if v == "tail" else int(v), default=0,
                         help="seed of the 10%% validation split; 'tail': each task's last 10%% (official single-task)")
     parser.add_argument("--data-dir", default=None)
