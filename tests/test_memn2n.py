@@ -278,6 +278,7 @@ def test_paper_recipe_values():
         M.TrainConfig(clip="sometimes")
     joint = M.paper_recipe(joint=True)
     assert (joint.epochs, joint.anneal_every, joint.ls_epochs) == (60, 15, 30)
+    assert joint.nil_gradient and not single.nil_gradient and joint.ls_patience is None
     assert M.paper_recipe(linear_start=False).lr == 0.01
     with pytest.raises(TypeError):
         M.paper_recipe(nonsense=1)
