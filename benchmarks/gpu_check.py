@@ -109,10 +109,10 @@ def ch1_associative(r: Runner) -> dict:
     gen = torch.Generator().manual_seed(0)
 
     def one_step(i):
-        keys, values, query, target = (t.to(r.device) for t in kv_recall_batch(64, 8, generator=gen))
+        b = kv_recall_batch(64, 8, generator=gen, device=r.device)  # keys, values, query, target, index
         with r.autocast():
-            logits = model(keys, values, query)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), target)
+            logits = model(b[0], b[1], b[2])
+        loss = F.binary_cross_entropy_with_logits(logits.float(), b[3])
         r.update(loss, model, opt, None)
         return loss
 
@@ -163,7 +163,7 @@ def ch4_memn2n(r: Runner) -> dict:
     from mem_tutorial.data import babi
     from mem_tutorial.models import memn2n as M
 
-    data = babi.load_babi(1, download=False)
+    data = babi.load_babi(1)  # MEM_TUTORIAL_BABI_DIR, the course cache, or a download
     model = M.MemN2N(M.paper_config(data)).to(r.device)
     recipe = M.paper_recipe()
     recipe.epochs, recipe.ls_epochs = max(1, int(recipe.epochs * r.scale)), max(0, int(recipe.ls_epochs * r.scale))
@@ -199,7 +199,7 @@ def ch6_sam(r: Runner, dense: bool) -> dict:
     from mem_tutorial.tasks.algorithmic import associative_recall_task
 
     model = SAM(dense=dense)
-    return sequence_section(r, model, lambda g: associative_recall_task(32, generator=g, width=4), r.steps(1500), 1e-3)
+    return sequence_section(r, model, lambda g: associative_recall_task(32, generator=g), r.steps(1500), 1e-3)
 
 
 SECTIONS = {

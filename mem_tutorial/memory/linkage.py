@@ -17,6 +17,10 @@ Order within one time step t (after the write weighting w^w_t is known):
 Cost: L is an N x N matrix per batch element, so the link update and the directional weightings cost
 O(B N^2) time and memory per step (O(B R N^2) for the R heads' weightings) -- the DNC's most expensive part
 for large N (the sparse DNC of Rae et al. 2016 reduces it).
+
+Variants for speed (same equations): :func:`temporal_link_update_plain` (one broadcast formula, for
+``torch.compile``) and the sparse DNC's :func:`sparse_temporal_link_update` / :func:`sparse_precedence_update`
+(top-K write weighting and precedence, O(B N K) arithmetic; equal to the exact ones when K >= N).
 """
 
 from __future__ import annotations
