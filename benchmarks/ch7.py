@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--section", choices=["lm", "mann", "all"], default="all")
     ap.add_argument("--size", choices=["fast", "full"], default="fast")
     ap.add_argument("--train", action="store_true")
+    ap.add_argument("--out", help="folder for the MANN/LSTM checkpoints (default: the library's checkpoints/)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -58,7 +59,7 @@ def main() -> None:
     meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     for sec in (["lm", "mann"] if args.section == "all" else [args.section]):
-        res = section_lm(args.size, args.train) if sec == "lm" else section_mann(args.train, args.size)
+        res = section_lm(args.size, args.train) if sec == "lm" else section_mann(args.train, args.size, args.out)
         res.update(meta)
         path = OUT / f"ch7_{sec}_{args.size}.json"
         path.write_text(json.dumps(res, indent=2))

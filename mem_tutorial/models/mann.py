@@ -13,9 +13,14 @@ Equations (paper numbering in brackets):
     write weights      w^w_t = σ(α) w^r_{t-1} + (1 - σ(α)) w^lu_{t-1}                                [7]
     write              M_t(i) = M_{t-1}(i) + w^w_t(i) a_t,   after zeroing the least-used slot       [8]
 
-Two choices the paper leaves open or that we change, both common in re-implementations: the write vector a_t is
-its own controller output (the paper writes the read key k_t), and the read has a key strength β_t = 1 + softplus
-(the NTM's; the paper's Eq. 2 has none, which makes a cosine softmax over N slots nearly uniform early in training).
+Three choices the paper leaves open or that we change: the write vector a_t is its own controller output (the paper
+writes the read key k_t); the read has a key strength β_t = 1 + softplus (the NTM's; the paper's Eq. 2 has none,
+which makes a cosine softmax over N slots nearly uniform early in training); and the controller's input at step t
+is [x_t, x_{t-1}, y_{t-1}]: the previous image again, next to its label, so that the binding (x_{t-1}, y_{t-1}) can
+be written without first holding x_{t-1} in the LSTM state for one step (the same information the paper's model
+has, given more directly; the LSTM baseline gets the same input). With it, the write at step t goes to w^r_{t-1},
+the slot the previous image's key read (an earlier example of its class), or to the least-used slot: the paper's
+"update a memory or store a new one".
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ def usage_update(usage: torch.Tensor, read_w: torch.Tensor, write_w: torch.Tenso
 
 @dataclass
 class MANNConfig:
-    input_size: int = 64
+    input_size: int = 64  # X (the step input is [x_t, x_{t-1}], 2X wide)
     n_classes: int = 5
     hidden: int = 128
     slots: int = 64
@@ -76,7 +81,7 @@ class MANN(nn.Module):
         super().__init__()
         self.cfg = cfg
         c = cfg
-        self.lstm = nn.LSTMCell(c.input_size + c.n_classes + c.heads * c.word, c.hidden)
+        self.lstm = nn.LSTMCell(2 * c.input_size + c.n_classes + c.heads * c.word, c.hidden)
         self.iface = nn.Linear(c.hidden, c.heads * (2 * c.word + 2))  # key, write vector, alpha, beta per head
         self.out = nn.Linear(c.hidden + c.heads * c.word, c.n_classes)
 
@@ -106,11 +111,17 @@ class MANN(nn.Module):
     def forward(self, x: torch.Tensor, y_prev: torch.Tensor) -> torch.Tensor:
         """x [B, T, X], y_prev [B, T, C] -> logits [B, T, C]."""
         s = self.initial_state(x.shape[0], x)
+        inp = with_previous(x)
         out = []
         for t in range(x.shape[1]):
-            logits, s = self.step(x[:, t], y_prev[:, t], s)
+            logits, s = self.step(inp[:, t], y_prev[:, t], s)
             out.append(logits)
         return torch.stack(out, 1)
+
+
+def with_previous(x: torch.Tensor) -> torch.Tensor:
+    """[B, T, X] -> [B, T, 2X]: [x_t, x_{t-1}] (zeros before the first step)."""
+    return torch.cat([x, torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)], -1)
 
 
 class LSTMClassifier(nn.Module):
@@ -119,8 +130,8 @@ class LSTMClassifier(nn.Module):
     def __init__(self, input_size: int = 64, n_classes: int = 5, hidden: int = 200):
         super().__init__()
         self.cfg = dict(input_size=input_size, n_classes=n_classes, hidden=hidden)
-        self.lstm = nn.LSTM(input_size + n_classes, hidden, batch_first=True)
+        self.lstm = nn.LSTM(2 * input_size + n_classes, hidden, batch_first=True)
         self.out = nn.Linear(hidden, n_classes)
 
     def forward(self, x: torch.Tensor, y_prev: torch.Tensor) -> torch.Tensor:
-        return self.out(self.lstm(torch.cat([x, y_prev], -1))[0])
+        return self.out(self.lstm(torch.cat([with_previous(x), y_prev], -1))[0])

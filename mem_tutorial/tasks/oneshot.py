@@ -86,10 +86,14 @@ def accuracy_by_instance(logits: torch.Tensor, ep: Episodes, max_instance: int =
     return torch.stack([correct[ep.instance == i].mean() for i in range(1, max_instance + 1)])
 
 
-def train(model, classes, steps: int, batch: int = 16, lr: float = 1e-3, seed: int = 0, log_every: int = 0):
+def train(model, classes, steps: int, batch: int = 16, lr: float = 1e-3, seed: int = 0, log_every: int = 0,
+          on_log=None):
+    """Adam on the cross-entropy of every step of ``steps`` batches of episodes; ``on_log(step, losses)`` is called
+    every ``log_every`` steps (e.g. to save a checkpoint). Returns the loss of every step."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
+    model.train()
     for step in range(steps):
         ep = episodes(classes, batch, generator=g)
         logits = model(ep.x, ep.y_prev)
@@ -104,6 +108,9 @@ def train(model, classes, steps: int, batch: int = 16, lr: float = 1e-3, seed: i
                 acc = accuracy_by_instance(logits, ep)
             print(f"step {step + 1:6d} loss {sum(losses[-log_every:]) / log_every:.4f} "
                   f"acc 1st {acc[0]:.2f} 2nd {acc[1]:.2f} 5th {acc[4]:.2f} 10th {acc[9]:.2f}", flush=True)
+            if on_log is not None:
+                on_log(step + 1, losses)
+    model.eval()
     return losses
 
 
@@ -119,35 +126,42 @@ def evaluate(model, classes, episodes_n: int = 500, batch: int = 100, seed: int 
     return torch.stack(accs).mean(0)
 
 
-STEPS = {"fast": 2000, "full": 10000}
+STEPS = {"fast": {"lstm": 1000, "mann": 3000}, "full": {"lstm": 5000, "mann": 10000}}
 
 
-def train_and_save(size: str = "fast", seed: int = 0) -> None:
-    """Train the MANN and the LSTM baseline on the training classes; save both checkpoints."""
-    train_cls, test_cls = split_classes(load_classes())
-    for name, model in (("mann", MANN(MANNConfig())), ("lstm", LSTMClassifier())):
+def train_and_save(size: str = "fast", seed: int = 0, which=("lstm", "mann"), lr: float = 2e-3,
+                   out: Path = CHECKPOINTS) -> None:
+    """Train the LSTM baseline and the MANN on the training classes (episodes of 32, Adam); the checkpoints
+    (``lstm_digits.pt``, ``mann_digits.pt``) are saved every 100 steps, so a long run can be stopped at any time."""
+    train_cls, _ = split_classes(load_classes())
+    for name in which:
+        model = MANN(MANNConfig()) if name == "mann" else LSTMClassifier()
         torch.manual_seed(seed)
-        t0 = time.process_time()
-        losses = train(model, train_cls, STEPS[size], batch=32, seed=seed, log_every=100)
-        acc = evaluate(model, test_cls)
         cfg = vars(model.cfg) if name == "mann" else model.cfg
-        save_checkpoint(CHECKPOINTS / f"{name}_digits.pt", model, dict(cfg), losses=[round(x, 4) for x in losses],
-                        test_accuracy=[round(float(a), 4) for a in acc], cpu_s=round(time.process_time() - t0, 1))
+        t0 = time.process_time()
+
+        def save(step, losses, name=name, model=model, cfg=cfg, t0=t0):
+            save_checkpoint(Path(out) / f"{name}_digits.pt", model, dict(cfg), losses=[round(x, 4) for x in losses],
+                            steps=step, episodes=32 * step, lr=lr, cpu_s=round(time.process_time() - t0, 1))
+
+        train(model, train_cls, STEPS[size][name], batch=32, lr=lr, seed=seed, log_every=100, on_log=save)
 
 
-def load_models() -> tuple[MANN, LSTMClassifier, dict]:
+def load_models(folder: Path = CHECKPOINTS) -> tuple[MANN, LSTMClassifier, dict]:
+    """The trained MANN and LSTM (and their checkpoints' extra information: steps, episodes, CPU seconds)."""
     mann, lstm = MANN(MANNConfig()), LSTMClassifier()
-    info = {"mann": load_checkpoint(CHECKPOINTS / "mann_digits.pt", mann)["extra"],
-            "lstm": load_checkpoint(CHECKPOINTS / "lstm_digits.pt", lstm)["extra"]}
+    info = {"mann": load_checkpoint(Path(folder) / "mann_digits.pt", mann)["extra"],
+            "lstm": load_checkpoint(Path(folder) / "lstm_digits.pt", lstm)["extra"]}
     return mann.eval(), lstm.eval(), info
 
 
-def evaluate_checkpoints(episodes: int = 500) -> dict:
+def evaluate_checkpoints(episodes: int = 500, folder: Path = CHECKPOINTS) -> dict:
     _, test_cls = split_classes(load_classes())
-    mann, lstm, info = load_models()
+    mann, lstm, info = load_models(folder)
     out = {}
     for name, model in (("mann", mann), ("lstm", lstm)):
         acc = evaluate(model, test_cls, episodes)
         out[f"{name}_test_accuracy_by_instance"] = [round(float(a), 4) for a in acc]
         out[f"{name}_train_cpu_s"] = info[name].get("cpu_s")
+        out[f"{name}_train_steps"] = info[name].get("steps")
     return out
