@@ -30,6 +30,7 @@ CHAPTERS = (
     "04_memn2n",
     "05_kv_memnn",
     "06_memory_at_scale",
+    "07_memory_for_language_models",
 )
 
 #: Per-cell execution timeout (seconds) when building solution notebooks in FAST mode.
