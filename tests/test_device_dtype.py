@@ -233,3 +233,20 @@ def test_train_names_the_first_non_finite_step_when_it_reads():
         train(step, 20, log_every=10, live_plot=False)
     h = train(lambda i: {"loss": torch.tensor(0.5), "lazy": lambda: 2.0}, 4, log_every=2, live_plot=False)
     assert h.steps == [0, 2, 3] and h["lazy"] == [2.0, 2.0, 2.0] and h["loss"] == [0.5, 0.5, 0.5]
+
+
+def test_convergence_monitor_read_late_equals_read_every_update():
+    """push() several updates, read once: the same convergence, relapse and window as update() every time."""
+    from mem_tutorial.tasks.training import ConvergenceMonitor
+
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.rand(3, generator=g) * (1.0 if i < 4 or i > 9 else 0.01) for i in range(14)]
+    eager, late = ConvergenceMonitor(window=6, threshold=0.3), ConvergenceMonitor(window=6, threshold=0.3)
+    for b in batches:
+        eager.update(b)
+        late.push(b)
+    assert late.seen == eager.seen == 42 and late._pending  # nothing read yet
+    assert (late.converged_at, late.relapsed_at) == (eager.converged_at, eager.relapsed_at)
+    assert eager.converged_at is not None and eager.relapsed_at is not None
+    assert late.worst_after == eager.worst_after and list(late.costs) == list(eager.costs)
+    assert late.mean == eager.mean and not late._pending

@@ -303,6 +303,9 @@ class DNC(nn.Module):
         the time it takes). The link update is the plain-tensor formula
         (:func:`mem_tutorial.memory.linkage.temporal_link_update_plain`), which the compiler fuses; numerics
         match the eager model to float rounding. ``forward(..., trace=True)`` and :meth:`step` stay eager.
+        Measured on a 2-core CPU, N = 128, W = 20, R = 4, LSTM 100, T = 41 (benchmarks/dnc_speed.py): a training
+        step 3.0x faster than eager at batch 1 (1.3x at batch 32), inference 3.6x; the first compilation of a
+        training graph took 133 s of CPU time, compiler included (cached on disk afterwards).
         Needs a C++ compiler on CPU. ``options`` go to ``torch.compile`` (default ``dynamic=False``).
         Returns ``self``.
         """

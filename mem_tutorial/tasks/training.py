@@ -65,8 +65,8 @@ class ConvergenceMonitor:
 
     def __init__(self, window: int = 1000, threshold: float = 0.1):
         self.window, self.threshold = window, threshold
-        self.costs: deque[float] = deque(maxlen=window)
-        self.total = 0.0
+        self._costs: deque[float] = deque(maxlen=window)
+        self._total = 0.0
         self.seen = 0
         self._pending: list[torch.Tensor] = []
         self._converged_at: int | None = None
@@ -93,14 +93,14 @@ class ConvergenceMonitor:
         pos = 0
         for size in sizes:
             for c in values[pos : pos + size]:
-                if len(self.costs) == self.window:
-                    self.total -= self.costs[0]
-                self.costs.append(c)
-                self.total += c
+                if len(self._costs) == self.window:
+                    self._total -= self._costs[0]
+                self._costs.append(c)
+                self._total += c
             pos += size
             self._read += size
-            if len(self.costs) == self.window:
-                mean = self.total / len(self.costs)
+            if len(self._costs) == self.window:
+                mean = self._total / len(self._costs)
                 if self._converged_at is None and mean < self.threshold:
                     self._converged_at = self._read
                 elif self._converged_at is not None:
@@ -109,9 +109,21 @@ class ConvergenceMonitor:
                         self._relapsed_at = self._read
 
     @property
+    def costs(self) -> deque:
+        """The last ``window`` costs (read from the device first if any are pending)."""
+        self._flush()
+        return self._costs
+
+    @property
+    def total(self) -> float:
+        """Sum of :attr:`costs`."""
+        self._flush()
+        return self._total
+
+    @property
     def mean(self) -> float:
         self._flush()
-        return self.total / max(1, len(self.costs))
+        return self._total / max(1, len(self._costs))
 
     @property
     def converged_at(self) -> int | None:
@@ -209,7 +221,10 @@ def train_on_task(
         nonlocal annealed
         batch = make_batch(batch_size, generator=gen, **kwargs).to(device)
         loss, cost = train_step(model, opt, batch, clip)
-        mon.push(cost)
+        if type(mon).update is ConvergenceMonitor.update:
+            mon.push(cost)
+        else:  # a subclass that acts in update() (e.g. prints progress) gets every update, read at once
+            mon.update(cost)
         if anneal_on_converge is not None and not annealed and mon.converged_at is not None:
             # annealing must act on the update that converged: read the costs every step until then
             annealed = True
