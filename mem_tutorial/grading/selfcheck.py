@@ -227,4 +227,4 @@ def known_mistakes(test_id: str, variable: str) -> list[tuple[torch.Tensor, str]
     (see :mod:`mem_tutorial.grading.selfcheck_mistakes`), for :func:`expect_close`'s ``mistakes``."""
     from mem_tutorial.grading.selfcheck_mistakes import MISTAKES
 
-    return [(torch.tensor(value, dtype=torch.float64), why) for value, why in MISTAKES.get(f"{test_id}:{variable}", [])]
+    return [(torch.tensor(value, dtype=torch.float64), why) for value, why in MISTAKES.get(f"{test_id}:{variable}", ())]
