@@ -156,6 +156,10 @@ def test_exercise_reports_or_raises(monkeypatch, capsys):
     assert "✓ Exercise 9.1 f: visible checks passed" in capsys.readouterr().out
     with pytest.raises(KeyboardInterrupt), exercise("9.1", "f"):
         raise KeyboardInterrupt  # never swallowed
+    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")  # nbgrader's Validate button: raise, not "passes"
+    with pytest.raises(AssertionError, match="boom"), exercise("9.1", "f"):
+        raise AssertionError("boom")
+    monkeypatch.delenv("NBGRADER_EXECUTION")
     monkeypatch.setenv("MEM_TUTORIAL_SELFCHECK", "raise")  # the grader, CI, nbval
     with pytest.raises(AssertionError, match="boom"), exercise("9.1", "f"):
         raise AssertionError("boom")
