@@ -15,7 +15,8 @@ What happens when a check fails depends on ``MEM_TUTORIAL_SELFCHECK``:
   ``✗ Exercise 1.2 content_weighting not passed yet: <why>`` and does not raise, so *Run All* goes on to the end
   of the notebook (Colab stops Run All at the first exception and ignores cell tags);
 * ``raise`` (the grader's trusted runner sets it, see :mod:`mem_tutorial.grading.verdict`; CI and nbval set it
-  in the root ``conftest.py``): the exception propagates, so the test fails and the exercise gets 0.
+  in the root ``conftest.py``; it is also the default while nbgrader validates or autogrades, which it signals
+  with ``NBGRADER_EXECUTION``): the exception propagates, so the test fails and the exercise gets 0.
 
 Hidden tests stay outside the ``with`` block: they always raise. They are absent from a learner's copy.
 
@@ -44,10 +45,18 @@ SHOW_CHARS = 240
 """Longest rendering of one tensor in a message."""
 
 
+NBGRADER_VARIABLE = "NBGRADER_EXECUTION"
+"""Set by nbgrader while it validates (the learner's *Validate* button) or autogrades a notebook."""
+
+
 def mode() -> str:
-    """``"raise"`` or ``"report"``, from ``MEM_TUTORIAL_SELFCHECK`` (unset or unknown: ``"report"``)."""
-    value = os.environ.get(MODE_VARIABLE, DEFAULT_MODE).strip().lower()
-    return value if value in MODES else DEFAULT_MODE
+    """``"raise"`` or ``"report"``: ``MEM_TUTORIAL_SELFCHECK`` when set to one of them; else ``"raise"`` while
+    nbgrader validates or autogrades (so *Validate* does not say "passes all the tests" for an unanswered
+    exercise), else ``"report"``."""
+    value = os.environ.get(MODE_VARIABLE, "").strip().lower()
+    if value in MODES:
+        return value
+    return "raise" if os.environ.get(NBGRADER_VARIABLE) else DEFAULT_MODE
 
 
 def stub_message(label: str, name: str) -> str:
@@ -227,4 +236,4 @@ def known_mistakes(test_id: str, variable: str) -> list[tuple[torch.Tensor, str]
     (see :mod:`mem_tutorial.grading.selfcheck_mistakes`), for :func:`expect_close`'s ``mistakes``."""
     from mem_tutorial.grading.selfcheck_mistakes import MISTAKES
 
-    return [(torch.tensor(value, dtype=torch.float64), why) for value, why in MISTAKES.get(f"{test_id}:{variable}", [])]
+    return [(torch.tensor(value, dtype=torch.float64), why) for value, why in MISTAKES.get(f"{test_id}:{variable}", ())]

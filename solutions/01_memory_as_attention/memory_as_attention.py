@@ -148,15 +148,17 @@ def cosine_similarity(memory, key, eps=1e-8):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_cosine_similarity", "points": 2}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("1.1", "cosine_similarity"):
-    M = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [-3.0, 0.0]]])  # [B=1, N=4, W=2]
-    k = torch.tensor([[2.0, 0.0]])                                        # [B=1, W=2]
+    M = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 1.0, 0.0], [-3.0, 0.0, 0.0]],
+                      [[0.0, 0.0, 0.0], [1.0, 2.0, 2.0], [0.0, 0.5, 0.0], [2.0, -1.0, 2.0]]])  # [B=2, N=4, W=3]
+    k = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]])                                   # [B=2, W=3]
+    # batch element 1: row 0 is all zeros (no direction), the rows and keys have different lengths
     sim = cosine_similarity(M, k)
-    assert sim.shape == (1, 4), f"expected shape [B, N] = [1, 4], got {list(sim.shape)}"
-    assert torch.allclose(sim, torch.tensor([[1.0, 0.0, 2 ** -0.5, -1.0]]), atol=1e-4), sim
-    assert not torch.isnan(cosine_similarity(torch.zeros(1, 3, 2), k)).any(), "an all-zero memory gave NaN"
+    expect_close(sim, torch.tensor([[1.0, 0.0, 0.7071, -1.0], [0.0, 0.6667, 1.0, -0.3333]]),
+                 'cosine_similarity(M, k)', mistakes=known_mistakes('test_cosine_similarity', 'sim'),
+                 hint='compare each row M[b, i] with the key of its own batch element, k[b]')
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 
@@ -212,16 +214,17 @@ def content_weighting(memory, key, beta):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_content_weighting", "points": 2}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("1.2", "content_weighting"):
-    M = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
-    k = torch.tensor([[1.0, 0.0]])
-    w = content_weighting(M, k, torch.tensor([1.0]))
-    assert w.shape == (1, 3), f"expected shape [B, N] = [1, 3], got {list(w.shape)}"
-    assert torch.allclose(w.sum(-1), torch.ones(1)), "a weighting must sum to 1 over the slots"
-    e = torch.exp(torch.tensor([1.0, 0.0, -1.0]))
-    assert torch.allclose(w[0], e / e.sum(), atol=1e-4), w
+    M = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]],
+                      [[1.0, 1.0], [1.0, -1.0], [0.0, 2.0]]])  # [B=2, N=3, W=2]
+    k = torch.tensor([[1.0, 0.0], [0.0, 1.0]])              # [B=2, W=2]
+    beta = torch.tensor([2.0, 0.5])                         # [B=2]: a different β per batch element
+    w = content_weighting(M, k, beta)
+    expect_close(w, torch.tensor([[0.8668, 0.1173, 0.0159], [0.3772, 0.186, 0.4367]]),
+                 'content_weighting(M, k, beta)', mistakes=known_mistakes('test_content_weighting', 'w'),
+                 hint='each row w[b] is a softmax over the N slots of β[b] times the similarities')
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_distribution, assert_own_work
 
@@ -296,13 +299,16 @@ def read(memory, weights):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_read", "points": 1}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("1.3", "read"):
-    M = torch.tensor([[[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]]])  # [B=1, N=2, W=3]
-    r = read(M, torch.tensor([[0.25, 0.75]]))
-    assert r.shape == (1, 3), f"expected shape [B, W] = [1, 3], got {list(r.shape)}"
-    assert torch.allclose(r, torch.tensor([[7.75, 15.5, 23.25]])), r
+    M = torch.tensor([[[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]],
+                      [[-1.0, 0.0, 1.0], [4.0, 4.0, 4.0]]])  # [B=2, N=2, W=3]
+    weights = torch.tensor([[0.25, 0.75], [0.9, 0.1]])      # [B=2, N=2]
+    r = read(M, weights)
+    expect_close(r, torch.tensor([[7.75, 15.5, 23.25], [-0.5, 0.4, 1.3]]),
+                 'read(M, weights)', mistakes=known_mistakes('test_read', 'r'),
+                 hint='sum over the slots (dim 1) of the rows weighted by w; the result has shape [B, W]')
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 
@@ -339,14 +345,19 @@ def write(memory, weights, erase, add):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_write", "points": 2}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes, expect
 
 with exercise("1.4", "write"):
-    M = torch.ones(1, 3, 2)
-    new = write(M, torch.tensor([[0.0, 1.0, 0.5]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[5.0, 5.0]]))
-    assert new.shape == (1, 3, 2), f"expected shape [B, N, W] = [1, 3, 2], got {list(new.shape)}"
-    assert torch.allclose(new, torch.tensor([[[1.0, 1.0], [5.0, 6.0], [3.0, 3.5]]])), new
-    assert torch.equal(M, torch.ones(1, 3, 2)), "write must not modify the memory it was given"
+    M = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]],
+                      [[-1.0, 0.0], [0.5, 0.5], [2.0, -2.0]]])  # [B=2, N=3, W=2]
+    weights = torch.tensor([[0.0, 1.0, 0.5], [0.2, 0.3, 0.5]])  # [B=2, N=3]
+    erase = torch.tensor([[1.0, 0.0], [0.5, 1.0]])              # [B=2, W=2]
+    add = torch.tensor([[5.0, 5.0], [1.0, -1.0]])               # [B=2, W=2]
+    M_before = M.clone()
+    new = write(M, weights, erase, add)
+    expect_close(new, torch.tensor([[[1.0, 2.0], [5.0, 9.0], [5.0, 8.5]], [[-0.7, -0.2], [0.725, 0.05], [2.0, -1.5]]]),
+                 'write(M, weights, erase, add)', mistakes=known_mistakes('test_write', 'new'))
+    expect(torch.equal(M, M_before), "write must not modify the memory it was given: return a new tensor")
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 

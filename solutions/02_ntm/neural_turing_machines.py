@@ -96,14 +96,15 @@ def interpolate(content_w, prev_w, gate):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_interpolate", "points": 2}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("2.1", "interpolate"):
-    wc = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    wp = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
-    out = interpolate(wc, wp, torch.tensor([0.25, 1.0]))
-    assert out.shape == (2, 3), f"expected shape [B, N] = [2, 3], got {list(out.shape)}"
-    assert torch.allclose(out, torch.tensor([[0.25, 0.0, 0.75], [0.0, 1.0, 0.0]])), out
+    content_w = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])  # [B=2, N=3]
+    prev_w = torch.tensor([[0.0, 0.0, 1.0], [0.5, 0.5, 0.0]])     # [B=2, N=3]
+    gate = torch.tensor([0.25, 0.9])                              # [B=2]: a different gate per batch element
+    out = interpolate(content_w, prev_w, gate)
+    expect_close(out, torch.tensor([[0.175, 0.05, 0.775], [0.14, 0.77, 0.09]]),
+                 'interpolate(content_w, prev_w, gate)', mistakes=known_mistakes('test_interpolate', 'out'))
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_distribution, assert_own_work
 
@@ -145,14 +146,17 @@ def shift(weights, shift_dist):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_shift", "points": 3}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("2.2", "shift"):
-    w = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0]])
-    out = shift(w, torch.tensor([[0.0, 0.0, 1.0]]))
-    assert out.shape == (1, 5), f"expected shape [B, N] = [1, 5], got {list(out.shape)}"
-    assert torch.allclose(out, torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0]])), f"offset +1 must move slot 1 to slot 2: {out}"
-    assert torch.allclose(shift(w, torch.tensor([[0.5, 0.5, 0.0]])), torch.tensor([[0.5, 0.5, 0.0, 0.0, 0.0]]))
+    weights = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0],
+                            [0.0, 0.0, 0.0, 0.2, 0.8]])  # [B=2, N=5]; element 1 has weight on the last slot
+    shift_dist = torch.tensor([[0.0, 0.3, 0.7],
+                               [0.1, 0.2, 0.7]])         # [B=2, S=3], offsets (-1, 0, +1)
+    out = shift(weights, shift_dist)
+    expect_close(out, torch.tensor([[0.0, 0.3, 0.7, 0.0, 0.0], [0.56, 0.0, 0.02, 0.12, 0.3]]),
+                 'shift(weights, shift_dist)', mistakes=known_mistakes('test_shift', 'out'),
+                 hint='offset +1 moves weight from slot i to slot (i + 1) mod N')
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_distribution, assert_own_work
 
@@ -201,13 +205,17 @@ def sharpen(weights, gamma, eps=1e-12):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_sharpen", "points": 2}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes, expect
 
 with exercise("2.3", "sharpen"):
-    w = torch.tensor([[0.5, 0.25, 0.25]])
-    out = sharpen(w, torch.tensor([2.0]))
-    assert out.shape == (1, 3), f"expected shape [B, N] = [1, 3], got {list(out.shape)}"
-    assert torch.allclose(out, torch.tensor([[4 / 6, 1 / 6, 1 / 6]])), out
+    weights = torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.6, 0.3]])  # [B=2, N=3]
+    gamma = torch.tensor([2.0, 3.0])                                 # [B=2]: a different γ per batch element
+    zeros = torch.zeros(2, 3)
+    out = sharpen(weights, gamma)
+    out_zero = sharpen(zeros, gamma)
+    expect_close(out, torch.tensor([[0.6667, 0.1667, 0.1667], [0.0041, 0.8852, 0.1107]]),
+                 'sharpen(weights, gamma)', mistakes=known_mistakes('test_sharpen', 'out'))
+    expect(torch.isfinite(out_zero).all(), "an all-zero weighting gave NaN or inf: add eps to the denominator")
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_distribution, assert_own_work
 
@@ -249,15 +257,21 @@ def address(memory, key, beta, gate, shift_dist, gamma, prev_w):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_address", "points": 2}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("2.4", "address"):
-    M = torch.eye(4).unsqueeze(0)                       # [1, 4, 4]: slot i holds the unit vector e_i
-    prev = torch.tensor([[0.0, 0.0, 1.0, 0.0]])          # focused on slot 2
-    w = address(M, torch.tensor([[1.0, 0.0, 0.0, 0.0]]), torch.tensor([50.0]), torch.tensor([0.0]),
-                torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([1.0]), prev)
-    assert w.shape == (1, 4), f"expected shape [B, N] = [1, 4], got {list(w.shape)}"
-    assert torch.allclose(w, torch.tensor([[0.0, 0.0, 0.0, 1.0]]), atol=1e-5), f"g = 0, shift +1 from slot 2: {w}"
+    memory = torch.stack([torch.eye(4), torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0],
+                                                         [0.0, 0.0, 1.0, 1.0], [1.0, 0.0, 0.0, 1.0]])])  # [B=2, N=4, W=4]
+    key = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]])
+    beta = torch.tensor([50.0, 5.0])
+    gate = torch.tensor([0.0, 0.6])
+    shift_dist = torch.tensor([[0.0, 0.0, 1.0], [0.2, 0.6, 0.2]])
+    gamma = torch.tensor([1.0, 2.5])
+    prev_w = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.1, 0.2, 0.3, 0.4]])
+    w = address(memory, key, beta, gate, shift_dist, gamma, prev_w)
+    expect_close(w, torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0133, 0.1059, 0.7029, 0.1779]]),
+                 'address(...)', mistakes=known_mistakes('test_address', 'w'),
+                 hint='content → interpolate → shift → sharpen, in this order')
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_distribution, assert_own_work
 
@@ -350,16 +364,22 @@ def read_head_step(memory, prev_w, raw):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_read_head_step", "points": 2}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("2.5", "read_head_step"):
-    M = torch.eye(4).unsqueeze(0)
-    raw = torch.zeros(1, 4 + 3 + 3)
-    raw[0, 5] = -20.0          # gate ~ 0: keep the previous focus
-    raw[0, 8] = 20.0           # all shift mass on offset +1
-    r, w = read_head_step(M, torch.tensor([[1.0, 0.0, 0.0, 0.0]]), raw)
-    assert r.shape == (1, 4) and w.shape == (1, 4), f"expected [1, 4] and [1, 4], got {list(r.shape)}, {list(w.shape)}"
-    assert w.argmax().item() == 1, f"gate ~ 0 and shift +1 from slot 0 must focus on slot 1: {w}"
+    memory = torch.stack([torch.eye(4), torch.tensor([[1.0, 2.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0],
+                                                         [2.0, 0.0, 1.0, 1.0], [1.0, 0.0, 0.0, 3.0]])])  # [B=2, N=4, W=4]
+    prev_w = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.1, 0.2, 0.3, 0.4]])
+    #                  key (W=4)              β     g     shift logits (S=3)  γ
+    raw = torch.tensor([[1.0, 0.0, 0.0, 0.0,  2.0, -1.0,  0.5, 0.0, 1.5,     0.0],
+                        [0.0, 1.0, 1.0, 0.0, -1.0,  0.5,  1.0, 0.0, 2.0,     1.0]])  # [B=2, W + 3 + S = 10]
+    r, w = read_head_step(memory, prev_w, raw)
+    expect_close(w, torch.tensor([[0.0751, 0.7643, 0.0033, 0.1573], [0.2957, 0.1832, 0.281, 0.2401]]),
+                 'read_head_step weights w', mistakes=known_mistakes('test_read_head_step', 'w'),
+                 hint="check each parameter's slice of raw and its activation")
+    expect_close(r, torch.tensor([[0.0751, 0.7643, 0.0033, 0.1573], [1.0978, 0.7746, 0.4642, 1.0012]]),
+                 'read_head_step read vector r',
+                 hint='r is the read of memory with the weighting w')
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close
 

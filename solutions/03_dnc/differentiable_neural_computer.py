@@ -103,13 +103,17 @@ def usage_update(prev_usage, prev_write_weights, free_gates, prev_read_weights):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_usage_update", "points": 2}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("3.1", "usage_update"):
-    u = usage_update(torch.tensor([[0.5, 0.5, 0.0]]), torch.tensor([[0.0, 0.5, 1.0]]),
-                     torch.tensor([[1.0, 0.5]]), torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]]))
-    assert u.shape == (1, 3), f"expected shape [B, N] = [1, 3], got {list(u.shape)}"
-    assert torch.allclose(u, torch.tensor([[0.0, 0.5625, 0.75]])), u
+    prev_usage = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.9, 0.4]])           # [B=2, N=3]
+    prev_write_weights = torch.tensor([[0.0, 0.5, 1.0], [0.3, 0.1, 0.6]])   # [B=2, N=3]
+    free_gates = torch.tensor([[1.0, 0.5], [0.6, 0.3]])                     # [B=2, R=2]
+    prev_read_weights = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]],
+                                      [[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]]])  # [B=2, R=2, N=3]
+    u = usage_update(prev_usage, prev_write_weights, free_gates, prev_read_weights)
+    expect_close(u, torch.tensor([[0.0, 0.5625, 0.75], [0.3175, 0.5797, 0.6045]]),
+                 'usage_update(...)', mistakes=known_mistakes('test_usage_update', 'u'))
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 
@@ -172,14 +176,16 @@ def allocation_weighting(usage):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_allocation_weighting", "points": 3}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("3.2", "allocation_weighting"):
-    a = allocation_weighting(torch.tensor([[0.4, 0.1, 0.9]]))
-    assert a.shape == (1, 3), f"expected shape [B, N] = [1, 3], got {list(a.shape)}"
-    assert torch.allclose(a, torch.tensor([[0.06, 0.9, 0.004]]), atol=1e-6), a
-    assert torch.allclose(allocation_weighting(torch.zeros(1, 4)), torch.tensor([[1.0, 0.0, 0.0, 0.0]])), \
-        "an empty memory allocates the first slot"
+    usage = torch.tensor([[0.4, 0.1, 0.9, 0.6], [0.3, 0.8, 0.05, 0.5]])  # [B=2, N=4]
+    a = allocation_weighting(usage)
+    a_empty = allocation_weighting(torch.zeros(2, 4))
+    expect_close(a, torch.tensor([[0.06, 0.9, 0.0024, 0.016], [0.035, 0.0015, 0.95, 0.0075]]),
+                 'allocation_weighting(usage)', mistakes=known_mistakes('test_allocation_weighting', 'a'))
+    expect_close(a_empty, torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]),
+                 'allocation_weighting of an empty memory (ties go to the lowest slot index)')
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 
@@ -263,19 +269,19 @@ def link_update(prev_link, prev_precedence, write_weights):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_temporal_link", "points": 3}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-# write slot 2, then slot 0: the link must say "0 came right after 2"
-
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("3.3", "precedence_update and link_update"):
-    N = 3
-    L, p = torch.zeros(1, N, N), torch.zeros(1, N)
-    for slot in (2, 0):
-        w = F.one_hot(torch.tensor([slot]), N).float()
-        L, p = link_update(L, p, w), precedence_update(p, w)
-    assert L.shape == (1, N, N) and p.shape == (1, N), (L.shape, p.shape)
-    assert torch.allclose(p, torch.tensor([[1.0, 0.0, 0.0]])), p
-    assert torch.allclose(L[0], torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])), L
+    prev_link = torch.tensor([[[0.0, 0.2, 0.1], [0.3, 0.0, 0.0], [0.1, 0.4, 0.0]],
+                              [[0.0, 0.0, 0.5], [0.1, 0.0, 0.2], [0.0, 0.3, 0.0]]])  # [B=2, N=3, N=3]
+    prev_precedence = torch.tensor([[0.2, 0.5, 0.1], [0.6, 0.1, 0.1]])        # [B=2, N=3]
+    write_weights = torch.tensor([[0.1, 0.0, 0.8], [0.3, 0.5, 0.1]])          # [B=2, N=3]
+    p = precedence_update(prev_precedence, write_weights)
+    L = link_update(prev_link, prev_precedence, write_weights)
+    expect_close(p, torch.tensor([[0.12, 0.05, 0.81], [0.36, 0.51, 0.11]]),
+                 'precedence_update(prev_precedence, write_weights)', mistakes=known_mistakes('test_temporal_link', 'p'))
+    expect_close(L, torch.tensor([[[0.0, 0.23, 0.02], [0.27, 0.0, 0.0], [0.17, 0.48, 0.0]], [[0.0, 0.03, 0.33], [0.32, 0.0, 0.13], [0.06, 0.13, 0.0]]]),
+                 'link_update(prev_link, prev_precedence, write_weights)', mistakes=known_mistakes('test_temporal_link', 'L'))
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 
@@ -341,19 +347,21 @@ def read_weighting(link, prev_read_weights, content, read_modes):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_read_modes", "points": 2}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-# writes in the order 2 -> 0 -> 1; the head read slot 0
-
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("3.4", "read_weighting"):
-    L = torch.tensor([[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
-    prev = torch.tensor([[[1.0, 0.0, 0.0]]])
-    c = torch.tensor([[[0.0, 0.0, 0.0]]])
-    fwd = read_weighting(L, prev, c, torch.tensor([[[0.0, 0.0, 1.0]]]))
-    assert fwd.shape == (1, 1, 3), f"expected shape [B, R, N] = [1, 1, 3], got {list(fwd.shape)}"
-    assert torch.allclose(fwd, torch.tensor([[[0.0, 1.0, 0.0]]])), f"forward from slot 0 must reach slot 1, got {fwd}"
-    bwd = read_weighting(L, prev, c, torch.tensor([[[1.0, 0.0, 0.0]]]))
-    assert torch.allclose(bwd, torch.tensor([[[0.0, 0.0, 1.0]]])), f"backward from slot 0 must reach slot 2, got {bwd}"
+    # batch 0: writes went 2 -> 0 -> 1; batch 1: a soft link matrix
+    link = torch.tensor([[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+                         [[0.0, 0.1, 0.6], [0.7, 0.0, 0.2], [0.2, 0.5, 0.0]]])   # [B=2, N=3, N=3]
+    prev_read_weights = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
+                                      [[0.2, 0.7, 0.1], [0.5, 0.0, 0.5]]])       # [B=2, R=2, N=3]
+    content = torch.tensor([[[0.0, 0.0, 0.0], [0.3, 0.3, 0.4]],
+                            [[0.1, 0.1, 0.8], [0.6, 0.2, 0.2]]])                 # [B=2, R=2, N=3]
+    read_modes = torch.tensor([[[0.0, 0.0, 1.0], [0.7, 0.2, 0.1]],
+                               [[1.0, 0.0, 0.0], [0.2, 0.5, 0.3]]])              # [B=2, R=2, 3] (backward, content, forward)
+    w = read_weighting(link, prev_read_weights, content, read_modes)
+    expect_close(w, torch.tensor([[[0.0, 1.0, 0.0], [0.16, 0.06, 0.08]], [[0.51, 0.07, 0.26], [0.41, 0.295, 0.19]]]),
+                 'read_weighting(...)', mistakes=known_mistakes('test_read_modes', 'w'))
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 

@@ -127,13 +127,13 @@ def position_encoding(J, d):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_position_encoding", "points": 2}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("4.1", "position_encoding"):
-    L = position_encoding(2, 2)
-    assert L.shape == (2, 2), f"expected shape [J, d] = [2, 2], got {list(L.shape)}"
-    assert torch.allclose(L, torch.tensor([[0.5, 0.5], [0.5, 1.0]]), atol=1e-6), L
-    assert position_encoding(6, 20).shape == (6, 20), "the shape must be [J, d]"
+    L = position_encoding(3, 4)
+    expect_close(L, torch.tensor([[0.5833, 0.5, 0.4167, 0.3333], [0.4167, 0.5, 0.5833, 0.6667], [0.25, 0.5, 0.75, 1.0]]),
+                 'position_encoding(J=3, d=4)', mistakes=known_mistakes('test_position_encoding', 'L'),
+                 hint='the result has one row per word position j (J rows) and one column per dimension k (d columns)')
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 
@@ -204,19 +204,21 @@ def memory_hop(u, memory_in, memory_out, mask):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_memory_hop", "points": 3}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("4.2", "memory_hop"):
-    u = torch.tensor([[1.0, 0.0]])
-    m = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 0.0]]])          # slot 2 is padding
-    c = torch.tensor([[[10.0, 0.0], [0.0, 10.0], [99.0, 99.0]]])
-    mask = torch.tensor([[True, True, False]])
-    u_next, p = memory_hop(u, m, c, mask)
-    assert p.shape == (1, 3) and u_next.shape == (1, 2), (p.shape, u_next.shape)
-    e = torch.exp(torch.tensor([1.0, 0.0]))
-    assert torch.allclose(p[0, :2], e / e.sum(), atol=1e-5), p
-    assert float(p[0, 2]) == 0.0, "the padding slot must get zero attention"
-    assert torch.allclose(u_next, u + p[:, :2] @ c[0, :2], atol=1e-4), u_next
+    u = torch.tensor([[1.0, 0.0], [0.5, -1.0]])                          # [B=2, d=2]
+    memory_in = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 0.0]],
+                              [[0.0, -1.0], [1.0, 1.0], [2.0, 0.0]]])        # [B=2, N=3, d=2]
+    memory_out = torch.tensor([[[10.0, 0.0], [0.0, 10.0], [99.0, 99.0]],
+                               [[1.0, 2.0], [3.0, -1.0], [0.0, 4.0]]])      # [B=2, N=3, d=2]
+    mask = torch.tensor([[True, True, False], [True, True, True]])         # slot 2 of element 0 is padding
+    out = memory_hop(u, memory_in, memory_out, mask)
+    u_next, p = out
+    expect_close(p, torch.tensor([[0.7311, 0.2689, 0.0], [0.4498, 0.1004, 0.4498]]),
+                 'attention p', mistakes=known_mistakes('test_memory_hop', 'p'))
+    expect_close(u_next, torch.tensor([[8.3106, 2.6894], [1.2509, 1.5985]]),
+                 'u_next', mistakes=known_mistakes('test_memory_hop', 'u_next'))
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_distribution, assert_own_work
 
@@ -294,18 +296,22 @@ def adjacent_memn2n(stories, mask, queries, embeddings, encoding):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_adjacent_memn2n", "points": 3}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("4.3", "adjacent_memn2n"):
     _gen = torch.Generator().manual_seed(0)
-    E = [torch.randn(9, 4, generator=_gen) for _ in range(3)]           # K = 2 hops, V = 9, d = 4
-    stories = torch.randint(1, 9, (2, 5, 3), generator=_gen)
-    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
-    queries = torch.randint(1, 9, (2, 3), generator=_gen)
-    logits, attention = adjacent_memn2n(stories, mask, queries, E, M.position_encoding(3, 4))
-    assert logits.shape == (2, 9), f"logits: expected [B, V] = [2, 9], got {list(logits.shape)}"
-    assert attention.shape == (2, 2, 5), f"attention: expected [B, K, N] = [2, 2, 5], got {list(attention.shape)}"
-    assert (attention[1, :, 2:] == 0).all(), "padding slots must get zero attention in every hop"
+    E = [torch.randn(6, 3, generator=_gen) for _ in range(3)]          # K = 2 hops: E_0, E_1, E_2; V = 6, d = 3
+    stories = torch.tensor([[[1, 2], [3, 4], [5, 1]], [[2, 2], [4, 5], [0, 0]]])  # [B=2, N=3, J=2]
+    mask = torch.tensor([[True, True, True], [True, True, False]])     # element 1: slot 2 is padding
+    queries = torch.tensor([[3, 1], [5, 2]])                            # [B=2, J=2]
+    encoding = M.position_encoding(2, 3)
+    out = adjacent_memn2n(stories, mask, queries, E, encoding)
+    logits, attention = out
+    expect_close(attention, torch.tensor([[[0.3378, 0.0402, 0.622], [0.0969, 0.8159, 0.0872]], [[0.626, 0.374, 0.0], [0.4587, 0.5413, 0.0]]]),
+                 'attention [B, K, N]', mistakes=known_mistakes('test_adjacent_memn2n', 'attention'),
+                 hint='A^k = E_(k-1), C^k = E_k, B = E_0')
+    expect_close(logits, torch.tensor([[-0.6987, 0.6307, -1.7598, -0.6087, -1.4043, 1.5757], [3.806, -0.4556, 2.7632, 0.9701, 0.0825, -1.3509]]),
+                 'logits [B, V]', mistakes=known_mistakes('test_adjacent_memn2n', 'logits'))
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 

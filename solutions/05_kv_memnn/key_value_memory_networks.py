@@ -154,17 +154,29 @@ def key_hashing(question, index, max_frequency, stop_words=STOP_WORDS):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_key_hashing", "points": 3}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_equal
 
 with exercise("5.1", "inverted_index and key_hashing"):
     toy_keys = [["Blade Runner", "directed_by"], ["Blade Runner", "release_year"], ["Ridley Scott", "directed_by_inv"],
                 ["Alien", "directed_by"], ["the", "film", "Alien", "is", "scary", "Alien"], ["the", "film", "is", "long"]]
     toy_index = inverted_index(toy_keys)
-    assert toy_index["Alien"] == [3, 4], toy_index.get("Alien")
-    assert toy_index["directed_by"] == [0, 3]
-    assert key_hashing(["who", "directed", "Alien", "?"], toy_index, 3) == [3, 4]
-    assert key_hashing(["who", "directed", "Alien", "?"], toy_index, 2) == [], "frequency must be strictly below F"
-    assert key_hashing(["the", "is"], toy_index, 100) == [], "stop words never select memories"
+    expect_equal(toy_index.get("Alien"), [3, 4], 'inverted_index(toy_keys)["Alien"]',
+                 mistakes=[([3, 4, 4], "key 4 holds \"Alien\" twice: list each key once per word")])
+    expect_equal(toy_index.get("directed_by"), [0, 3], 'inverted_index(toy_keys)["directed_by"]')
+    expect_equal(key_hashing(["who", "directed", "Alien", "?"], toy_index, 3), [3, 4],
+                 'key_hashing(["who", "directed", "Alien", "?"], toy_index, max_frequency=3)')
+    expect_equal(key_hashing(["who", "directed", "Alien", "?"], toy_index, 2), [],
+                 'key_hashing(["who", "directed", "Alien", "?"], toy_index, max_frequency=2)',
+                 mistakes=[([3, 4], "\"Alien\" is in 2 keys: a word selects memories only when its frequency is "
+                                    "strictly below max_frequency")])
+    expect_equal(key_hashing(["the", "is"], toy_index, 100), [], 'key_hashing(["the", "is"], toy_index, 100)',
+                 mistakes=[([4, 5], "stop words (\"the\", \"is\") never select memories")])
+    expect_equal(key_hashing(["scary", "Blade Runner"], toy_index, 10), [0, 1, 4],
+                 'key_hashing(["scary", "Blade Runner"], toy_index, 10)',
+                 mistakes=[([4, 0, 1], "return the ids sorted, not in the order the words came")])
+    expect_equal(key_hashing(["Alien", "scary", "Alien"], toy_index, 10), [3, 4],
+                 'key_hashing(["Alien", "scary", "Alien"], toy_index, 10)',
+                 hint="each id at most once, in increasing order")
 ### BEGIN HIDDEN TESTS
 import random as _random
 
@@ -238,15 +250,20 @@ def value_reading(weights, values):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_key_addressing", "points": 3}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("5.2", "key_addressing"):
-    _q = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-    _k = torch.tensor([[[2.0, 5.0], [0.0, 1.0], [9.0, 9.0]]], dtype=torch.float64)
-    _m = torch.tensor([[True, True, False]])
-    _e = torch.exp(torch.tensor(2.0, dtype=torch.float64))
-    assert_close(key_addressing(_q, _k, _m), torch.tensor([[_e / (_e + 1), 1 / (_e + 1), 0.0]], dtype=torch.float64),
-                 "key_addressing on the hand-checked example")
+    query = torch.tensor([[1.0, 0.0], [0.5, 0.5]], dtype=torch.float64)          # [B=2, d=2]
+    keys = torch.tensor([[[2.0, 5.0], [0.0, 1.0], [9.0, 9.0]],
+                         [[1.0, 1.0], [2.0, 0.0], [0.0, 3.0]]], dtype=torch.float64)  # [B=2, K=3, d=2]
+    key_mask = torch.tensor([[True, True, False], [True, True, True]])
+    no_keys = torch.tensor([[True, True, False], [False, False, False]])  # element 1 has no real key
+    p = key_addressing(query, keys, key_mask)
+    p_empty = key_addressing(query, keys, no_keys)
+    expect_close(p, torch.tensor([[0.8808, 0.1192, 0.0], [0.2741, 0.2741, 0.4519]]),
+                 'key_addressing(query, keys, key_mask)', mistakes=known_mistakes('test_key_addressing', 'p'))
+    expect_close(p_empty, torch.tensor([[0.8808, 0.1192, 0.0], [0.0, 0.0, 0.0]]),
+                 'key_addressing for a row with no real key (must be all zeros, not NaN)', mistakes=known_mistakes('test_key_addressing', 'p_empty'))
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(11)
 for _B, _K, _d in [(3, 5, 4), (2, 7, 3)]:
@@ -275,12 +292,16 @@ assert torch.isfinite(_qq.grad).all() and torch.isfinite(_kk.grad).all(), "gradi
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_value_reading", "points": 1}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("5.2", "value_reading"):
-    _p = torch.tensor([[0.25, 0.75, 0.0]], dtype=torch.float64)
-    _v = torch.tensor([[[4.0, 0.0], [0.0, 4.0], [100.0, 100.0]]], dtype=torch.float64)
-    assert_close(value_reading(_p, _v), torch.tensor([[1.0, 3.0]], dtype=torch.float64), "value_reading")
+    weights = torch.tensor([[0.25, 0.75, 0.0], [0.5, 0.2, 0.3]], dtype=torch.float64)  # [B=2, K=3]
+    values = torch.tensor([[[4.0, 0.0], [0.0, 4.0], [100.0, 100.0]],
+                           [[1.0, -1.0], [2.0, 2.0], [0.0, 10.0]]], dtype=torch.float64)  # [B=2, K=3, d=2]
+    o = value_reading(weights, values)
+    expect_close(o, torch.tensor([[1.0, 3.0], [0.9, 2.9]]),
+                 'value_reading(weights, values)', mistakes=known_mistakes('test_value_reading', 'o'),
+                 hint='sum over the K keys (dim 1) of p_i v_i; the result has shape [B, d]')
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(12)
 _p = torch.softmax(torch.randn(3, 5, generator=_g, dtype=torch.float64), -1)
@@ -314,12 +335,15 @@ def hop_update(query, read, R):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_hop_update", "points": 2}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect_close, known_mistakes
 
 with exercise("5.3", "hop_update"):
-    _R = torch.tensor([[0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
-    assert_close(hop_update(torch.tensor([[1.0, 2.0]], dtype=torch.float64), torch.tensor([[0.0, 1.0]], dtype=torch.float64),
-                            _R), torch.tensor([[3.0, 0.0]], dtype=torch.float64), "hop_update (R acts on column vectors)")
+    query = torch.tensor([[1.0, 2.0], [0.0, -1.0]], dtype=torch.float64)  # [B=2, d=2]
+    read = torch.tensor([[0.0, 1.0], [2.0, 0.5]], dtype=torch.float64)    # [B=2, d=2]
+    R = torch.tensor([[0.0, 1.0], [2.0, 3.0]], dtype=torch.float64)       # [d, d], not symmetric
+    q_next = hop_update(query, read, R)
+    expect_close(q_next, torch.tensor([[3.0, 11.0], [-0.5, 2.5]]),
+                 'hop_update(query, read, R)', mistakes=known_mistakes('test_hop_update', 'q_next'))
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(13)
 _q, _o = torch.randn(4, 3, generator=_g, dtype=torch.float64), torch.randn(4, 3, generator=_g, dtype=torch.float64)

@@ -195,7 +195,7 @@ def _ref_topk_read(memory, keys, strengths, k):
     w = torch.softmax(scores, -1)
     return (w.unsqueeze(-1) * memory.unsqueeze(1)).sum(2), w
 
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect, expect_close
 
 with exercise("6.1", "topk_read"):
     _g = torch.Generator().manual_seed(1)
@@ -204,9 +204,15 @@ with exercise("6.1", "topk_read"):
     _s = torch.rand(2, 3, generator=_g, dtype=torch.float64) * 4 + 0.5
     _reads, _idx, _w = topk_read(_m, _k, _s, 4)
     _ref_reads, _ref_w = _ref_topk_read(_m, _k, _s, 4)
-    assert tuple(_idx.shape) == (2, 3, 4) and tuple(_w.shape) == (2, 3, 4), "indices and weights must be [B, R, k]"
-    assert_distribution(_w, "weights over the k kept slots")
-    assert_close(_reads, _ref_reads, "reads")
+    expect(tuple(_idx.shape) == (2, 3, 4) and tuple(_w.shape) == (2, 3, 4),
+           f"indices and weights must be [B, R, k] = [2, 3, 4], got {list(_idx.shape)} and {list(_w.shape)}")
+    expect(torch.allclose(_w.sum(-1), torch.ones(2, 3, dtype=_w.dtype)),
+           "the weights over the k kept slots must sum to 1: renormalise the softmax over the kept slots only")
+    expect(torch.equal(_idx.sort(-1).values, _ref_w.topk(4, -1).indices.sort(-1).values),
+           "indices: keep the k slots with the *largest* cosine similarity")
+    expect(torch.all(_w[..., :-1] >= _w[..., 1:] - 1e-12), "list the kept slots most similar first")
+    expect_close(_reads, _ref_reads, "reads [B, R, W]",
+                 hint="cosine similarity (not the dot product), strengths times similarity, softmax over the k kept")
 ### BEGIN HIDDEN TESTS
 # Values: the weights, placed on their slots, equal the restricted-and-renormalised dense weights.
 _dense_w = torch.zeros(2, 3, 12, dtype=torch.float64).scatter_add(-1, _idx, _w.to(torch.float64))
@@ -336,18 +342,33 @@ def _clustered_keys(n, w, n_clusters, seed=0, spread=0.3):
     centres = torch.randn(n_clusters, w, generator=g)
     return ix.normalize(centres[torch.randint(0, n_clusters, (n,), generator=g)] + spread * torch.randn(n, w, generator=g))
 
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect
 
 with exercise("6.2", "build_ivf and search_ivf"):
     _keys = _clustered_keys(600, 8, 12, seed=3)
     _cents, _ = ix.kmeans(_keys, 10, iters=5, seed=1)
     _lists = build_ivf(_keys, _cents)
-    assert len(_lists) == 10, "one list per centroid"
-    assert sorted(torch.cat(list(_lists)).tolist()) == list(range(600)), "every key in exactly one list"
+    expect(len(_lists) == 10, f"one list per centroid: expected 10 lists, got {len(_lists)}")
+    expect(sorted(torch.cat(list(_lists)).tolist()) == list(range(600)), "every key must be in exactly one list")
+    _best_centroid = (_keys @ _cents.T).argmax(-1)
+    for _l, _members in enumerate(_lists):
+        expect(torch.all(_best_centroid[_members] == _l),
+               f"list {_l} holds keys whose most similar centroid (largest inner product) is another one")
     _q = ix.normalize(_keys[:20] + 0.05 * torch.randn(20, 8, generator=torch.Generator().manual_seed(4)))
     _ids = search_ivf(_q, _keys, _cents, _lists, 10, 5)
-    assert tuple(_ids.shape) == (20, 5), "ids must be [Q, k]"
-    assert torch.equal(_ids, (_q @ _keys.T).topk(5, dim=-1).indices), "probing every list must give exact search"
+    expect(tuple(_ids.shape) == (20, 5), f"ids must be [Q, k] = [20, 5], got {list(_ids.shape)}")
+    expect(torch.equal(_ids, (_q @ _keys.T).topk(5, dim=-1).indices),
+           "probing every list (n_probe = 10) must give exact search, best key first")
+    # n_probe = 1, queries that are not near any stored key: only the best list may be searched
+    _rq = ix.normalize(torch.randn(8, 8, generator=torch.Generator().manual_seed(5)))
+    _ids1 = search_ivf(_rq, _keys, _cents, _lists, 1, 3)
+    _probe = (_rq @ _cents.T).argmax(-1)
+    for _i in range(8):
+        expect(set(_ids1[_i].tolist()) <= set(_lists[int(_probe[_i])].tolist()),
+               f"n_probe = 1, query {_i}: return keys from the list of its most similar centroid only "
+               f"(got ids {_ids1[_i].tolist()})")
+    _scores1 = (_rq.unsqueeze(1) * _keys[_ids1]).sum(-1)
+    expect(torch.all(_scores1[:, :-1] >= _scores1[:, 1:]), "return the best keys first (decreasing inner product)")
 ### BEGIN HIDDEN TESTS
 # Assignment: each key sits in the list of its best centroid.
 _assign = (_keys @ _cents.T).argmax(-1)
@@ -445,7 +466,7 @@ def hierarchical_read(queries, keys, values, centroids, groups, n_probe, k):
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_hierarchical_read", "points": 4}
 # Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
-from mem_tutorial.grading.selfcheck import exercise
+from mem_tutorial.grading.selfcheck import exercise, expect, expect_close
 
 with exercise("6.3", "hierarchical_read"):
     _g3 = torch.Generator().manual_seed(7)
@@ -456,9 +477,21 @@ with exercise("6.3", "hierarchical_read"):
     _hg = [torch.nonzero(_hassign == g).squeeze(-1) for g in range(6)]
     _hq = torch.randn(5, 6, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     _r, _i, _w = hierarchical_read(_hq, _hk, _hv, _hc, _hg, 6, 4)
-    assert tuple(_r.shape) == (5, 3) and tuple(_i.shape) == (5, 4) and tuple(_w.shape) == (5, 4), "shapes"
-    assert torch.equal(_i, (_hq @ _hk.T).topk(4, dim=-1).indices), "with every group probed, the lookup is exact MIPS"
-    assert_distribution(_w, "weights over the k retrieved slots")
+    expect(tuple(_r.shape) == (5, 3) and tuple(_i.shape) == (5, 4) and tuple(_w.shape) == (5, 4),
+           f"expected reads [5, 3], ids [5, 4], weights [5, 4]; got {list(_r.shape)}, {list(_i.shape)}, {list(_w.shape)}")
+    expect(torch.equal(_i, (_hq @ _hk.T).topk(4, dim=-1).indices),
+           "with every group probed, the lookup is exact maximum inner product search, best first")
+    expect_close(_w, torch.softmax((_hq.unsqueeze(1) * _hk[_i]).sum(-1), -1), "weights over the k retrieved slots",
+                 hint="a softmax over the inner products of the query with the k retrieved keys")
+    expect_close(_r, (_w.unsqueeze(-1) * _hv[_i]).sum(1), "reads", hint="read the *values* of the retrieved slots")
+    _r1, _i1, _ = hierarchical_read(_hq, _hk, _hv, _hc, _hg, 1, 4)
+    _probe = (_hq @ _hc.T).argmax(-1)
+    for _j in range(5):
+        expect(set(_i1[_j].tolist()) <= set(_hg[int(_probe[_j])].tolist()),
+               f"n_probe = 1, query {_j}: search only the group of its most similar centroid (got ids {_i1[_j].tolist()})")
+    _hq_grad = _hq.clone().requires_grad_()
+    expect(hierarchical_read(_hq_grad, _hk, _hv, _hc, _hg, 2, 4)[0].requires_grad,
+           "no gradient reaches the queries: do not detach them in the scores")
 ### BEGIN HIDDEN TESTS
 for _np_ in (1, 2):
     _r, _i, _w = hierarchical_read(_hq, _hk, _hv, _hc, _hg, _np_, 4)
