@@ -394,9 +394,10 @@ def train_kvmemnn(
     from mem_tutorial.train import train
 
     device = next(model.parameters()).device
-    full = reader.encode(questions, device)
+    host = reader.encode(questions)  # encoded once on the host ...
+    counts = host.key_mask.sum(-1)  # [n] hashed memories per question, kept on the host
+    full = KVBatch(*(x.to(device) for x in host))  # ... then moved to the model's device once
     targets = reader.answer_targets(answers, device)
-    counts = full.key_mask.sum(-1).cpu()  # [n] hashed memories per question, once, on the host
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     n = len(questions)

@@ -302,13 +302,14 @@ def _encoding_factors(encoding: str, formula: str, J: int, d: int, dtype: torch.
     """Cached low-rank factors of the [J, d] sentence encoding (constants: no gradient flows into them).
 
     ``time_word``: the words use the first J rows of the (J+1)-row matrix (:func:`time_word_encoding`)."""
-    like = torch.empty(0, d, dtype=dtype, device=device)
-    if encoding == "bow":
-        return _low_rank(None, J, like)
-    make = position_encoding if formula == "paper" else position_encoding_official
-    if time_word:
-        return _low_rank(make(J + 1, d, dtype=dtype, device=device)[:J], J, like)
-    return _low_rank(make(J, d, dtype=dtype, device=device), J, like)
+    like = torch.empty(0, d, dtype=torch.float64)  # factored once per configuration, on the host (the rank is a
+    if encoding == "bow":                              # host decision), then moved: no sync inside a step
+        U, Vt = _low_rank(None, J, like)
+    else:
+        make = position_encoding if formula == "paper" else position_encoding_official
+        enc = make(J + 1, d, dtype=torch.float64)[:J] if time_word else make(J, d, dtype=torch.float64)
+        U, Vt = _low_rank(enc, J, like)
+    return U.to(device=device, dtype=dtype), Vt.to(device=device, dtype=dtype)
 
 
 def time_word_encoding(J: int, d: int, formula: str = "official", *, dtype: torch.dtype = torch.float32,
@@ -335,6 +336,10 @@ def _bags(words: torch.Tensor, real: torch.Tensor, table: torch.Tensor, U: torch
     words, real: [S, J]; table: [V, D]; U: [J, R]; Vt: [R, D]  ->  [S, D]. One embedding_bag per rank over
     the real words only (padding words cost nothing).
     """
+    if words.device.type != "cpu":  # fixed shapes on an accelerator (boolean indexing would sync the host):
+        weight = real.to(table.dtype)  # every word, nil words weighted 0
+        return sum(F.embedding_bag(words, table, mode="sum", per_sample_weights=U[:, r] * weight) * Vt[r]
+                   for r in range(U.shape[1]))
     counts = real.sum(dim=1)
     offsets = torch.cumsum(counts, 0) - counts
     flat = words[real]
@@ -577,10 +582,15 @@ class MemN2N(nn.Module):
                       if pe_time else None)
         offsets = (torch.arange(S, device=stories.device) * V).view(S, 1, 1, 1)
         table = torch.cat([self.embeddings[i] for i in used], dim=2).reshape(S * V, len(used) * d)
-        slots = flat_mask.reshape(-1).nonzero().squeeze(1)  # only real sentences are embedded
-        sentences = stories.new_zeros(S * B * N, len(used) * d, dtype=weight.dtype).index_copy(
-            0, slots, _bags((stories + offsets).reshape(-1, J)[slots], stories.reshape(-1, J)[slots] != NIL_INDEX,
-                            table, U, Vt.repeat(1, len(used))))
+        words = (stories + offsets).reshape(-1, J)
+        if stories.device.type == "cpu":  # only real sentences are embedded (the host reads the mask for free)
+            slots = flat_mask.reshape(-1).nonzero().squeeze(1)
+            sentences = stories.new_zeros(S * B * N, len(used) * d, dtype=weight.dtype).index_copy(
+                0, slots, _bags(words[slots], stories.reshape(-1, J)[slots] != NIL_INDEX,
+                                table, U, Vt.repeat(1, len(used))))
+        else:  # on an accelerator a data-dependent shape (nonzero) would sync the host: embed every slot, mask
+            sentences = _bags(words, stories.reshape(-1, J) != NIL_INDEX, table, U, Vt.repeat(1, len(used)))
+            sentences = sentences * flat_mask.reshape(-1, 1).to(sentences.dtype)
         sentences = sentences.reshape(S * B, N, len(used), d)
         if nil_gradient:
             nil_words, nil_query, nil_empty = _nil_terms(self, stories, story_mask, queries, used, b_index)
