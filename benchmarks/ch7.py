@@ -35,15 +35,14 @@ def section_lm(size: str, train: bool) -> dict:
     return res
 
 
-def section_mann(train: bool, size: str) -> dict:
-    t0 = time.process_time()
+def section_mann(train: bool, size: str, out: str | None) -> dict:
     from mem_tutorial.tasks import oneshot
 
+    folder = Path(out) if out else oneshot.CHECKPOINTS
+    folder.mkdir(parents=True, exist_ok=True)
     if train:
-        oneshot.train_and_save(size)
-    res = {"train_cpu_s": round(time.process_time() - t0, 1)}
-    res.update(oneshot.evaluate_checkpoints(episodes=500))
-    return res
+        oneshot.train_and_save(size, out=folder)
+    return oneshot.evaluate_checkpoints(episodes=500, folder=folder)
 
 
 def main() -> None:

@@ -130,21 +130,29 @@ STEPS = {"fast": {"lstm": 1000, "mann": 3000}, "full": {"lstm": 5000, "mann": 10
 
 
 def train_and_save(size: str = "fast", seed: int = 0, which=("lstm", "mann"), lr: float = 2e-3,
-                   out: Path = CHECKPOINTS) -> None:
+                   out: Path = CHECKPOINTS, resume: Path | None = None, steps: int | None = None) -> None:
     """Train the LSTM baseline and the MANN on the training classes (episodes of 32, Adam); the checkpoints
-    (``lstm_digits.pt``, ``mann_digits.pt``) are saved every 100 steps, so a long run can be stopped at any time."""
+    (``lstm_digits.pt``, ``mann_digits.pt`` in ``out``) are saved every 100 steps, so a long run can be stopped at
+    any time. ``resume``: a folder whose checkpoints to continue from (weights only; Adam restarts); the saved step
+    count includes theirs."""
     train_cls, _ = split_classes(load_classes())
     for name in which:
         model = MANN(MANNConfig()) if name == "mann" else LSTMClassifier()
         torch.manual_seed(seed)
+        done, cpu_before = 0, 0.0
+        if resume is not None:
+            extra = load_checkpoint(Path(resume) / f"{name}_digits.pt", model)["extra"]
+            done, cpu_before = extra.get("steps", 0), extra.get("cpu_s", 0.0)
         cfg = vars(model.cfg) if name == "mann" else model.cfg
         t0 = time.process_time()
 
-        def save(step, losses, name=name, model=model, cfg=cfg, t0=t0):
+        def save(step, losses, name=name, model=model, cfg=cfg, t0=t0, done=done, cpu_before=cpu_before):
             save_checkpoint(Path(out) / f"{name}_digits.pt", model, dict(cfg), losses=[round(x, 4) for x in losses],
-                            steps=step, episodes=32 * step, lr=lr, cpu_s=round(time.process_time() - t0, 1))
+                            steps=done + step, episodes=32 * (done + step), lr=lr,
+                            cpu_s=round(cpu_before + time.process_time() - t0, 1))
 
-        train(model, train_cls, STEPS[size][name], batch=32, lr=lr, seed=seed, log_every=100, on_log=save)
+        train(model, train_cls, steps or STEPS[size][name], batch=32, lr=lr, seed=seed + done, log_every=100,
+              on_log=save)
 
 
 def load_models(folder: Path = CHECKPOINTS) -> tuple[MANN, LSTMClassifier, dict]:

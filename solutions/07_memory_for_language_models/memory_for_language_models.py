@@ -47,8 +47,7 @@ import sys
 
 COURSE_SOURCE = os.environ.get("MEM_TUTORIAL_SOURCE", "git+https://github.com/mem-tutorial/mem-tutorial")
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mem-tutorial @ {COURSE_SOURCE}", "scikit-learn"],
-                   check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mem-tutorial @ {COURSE_SOURCE}"], check=True)
 
 import random
 import time
@@ -410,9 +409,10 @@ if FAST:
 # %% [markdown]
 # Retrieval answers almost everything the LM alone cannot. With two retrieved facts the model must also pick the
 # right one of the two, which the small FAST model does less reliably (`benchmarks/results/ch7_section.md` has the
-# full-size figures). The kNN-LM helps too, but less: its datastore was built from *paragraphs*,
-# and the hidden state after "… answer :" is not close to the hidden state after "⟨person⟩ lives in". kNN-LM needs
-# the test context to resemble stored contexts; retrieve-then-generate needs only the retriever to find the fact.
+# full-size figures). The kNN-LM helps too, but less: its datastore was built from *paragraphs*, so it works
+# only as far as the hidden state after "… answer :" lands near the hidden state after "⟨person⟩ lives in" (at
+# FAST size, often not; the full-size model's representations line up much better, 0.97 in the benchmark). kNN-LM
+# needs the test context to resemble stored contexts; retrieve-then-generate needs only the retriever to find the fact.
 #
 # **When the memory is wrong.** Replace every city in the text memory by a wrong one and ask again: the model
 # repeats the memory. Retrieval gives knowledge *and* trust: a model that reads its context believes it.
@@ -553,18 +553,21 @@ if HAVE_DIGITS:
     plt.show()
     for a in (acc_mann, acc_lstm):
         assert a[0] < 0.35 and a[1] > 2 * a[0] and a[4] > 0.5  # a guess first, then one-shot recall
-    ONE_SHOT_GAP = float(acc_mann[1] - acc_lstm[1])
-    print(f"MANN - LSTM at the 2nd presentation: {ONE_SHOT_GAP:+.3f}")
+    print(f"MANN - LSTM: 2nd presentation {float(acc_mann[1] - acc_lstm[1]):+.3f}, "
+          f"10th {float(acc_mann[9] - acc_lstm[9]):+.3f}")
+    assert abs(acc_mann[1] - acc_lstm[1]) < 0.1  # close at the 2nd presentation
+    assert acc_mann[9] > acc_lstm[9] + 0.05 and acc_mann[9] > acc_mann[1] + 0.05  # the MANN pulls ahead later
 
 # %% [markdown]
 # The first presentation of a class is a guess (chance is 0.2). From the second presentation on, both models are
-# far above chance on classes they never saw in training: they bind image and label within the episode. **Our
-# figures are not the paper's**: Santoro et al. trained for 100,000 episodes and report the MANN far ahead of the
-# LSTM (Table 1, 5-way Omniglot: about 0.83 vs 0.50 at the 2nd presentation); the checkpoints here saw a few tens of thousands of
-# episodes (minutes of CPU), and at that budget the two are close — see the printed difference and
-# `benchmarks/results/ch7_section.md` for the training curves and the target (≥ 0.8 at the 2nd
-# presentation, LSTM clearly below), which these checkpoints do not reach. Our LSTM also gets the previous image
-# with its label (like the MANN, see `mem_tutorial.models.mann`), which makes its task much easier than in the paper.
+# far above chance on classes they never saw in training: they bind image and label within the episode. At the
+# second presentation the two are close; with more examples of a class the MANN keeps improving (its memory holds
+# one binding per example, and the read averages the nearest ones), while the LSTM stays near its second-presentation
+# accuracy. **Our figures are not the paper's**: Santoro et al. trained for 100,000 episodes and report the MANN far
+# ahead already at the 2nd presentation (Table 1, 5-way Omniglot: about 0.83 vs 0.50); our checkpoints saw 76,800
+# episodes each (2,400 batches of 32, about 11 min of CPU for the MANN) and do not reach the target of 0.8 at
+# the 2nd presentation (`benchmarks/results/ch7_section.md`). Our LSTM also gets the previous image with its label
+# (like the MANN, see `mem_tutorial.models.mann`), which makes its task easier than in the paper.
 #
 # ### A cross-modal read: image keys, word values
 #
@@ -625,8 +628,8 @@ if HAVE_DIGITS:
 # model that guesses into one that answers, and also into one that repeats whatever its memory says; an external
 # memory and a recurrent network both learn to bind a label to an image after one example. They do not show scale: our world has 80
 # people and four relations, our retriever matches words exactly, our LM never has to *reason* over what it
-# retrieves, the digits are much easier than Omniglot, and our MANN was trained far too briefly to show the
-# paper's advantage over an LSTM. Real systems fight problems we did not meet: retrieving
+# retrieves, the digits are much easier than Omniglot, and our MANN was trained too briefly to show the paper's
+# advantage over an LSTM at the second presentation. Real systems fight problems we did not meet: retrieving
 # the right passage among billions, contexts that contradict each other or the weights, and the cost of a search
 # per token.
 #
@@ -638,7 +641,7 @@ if HAVE_DIGITS:
 #   questions about facts it never saw — and repeats wrong facts just as readily.
 # * A MANN with least-recently-used access writes new bindings to unused slots or updates the slot it just read;
 #   trained on episodes with shuffled labels, it classifies classes it never saw after one example. (At our small
-#   training budget an LSTM given the same inputs keeps up; the paper's gap needs far longer training.)
+#   training budget an LSTM given the same inputs keeps up at the 2nd presentation and falls behind later.)
 # * Keys and values may come from different modalities: the same read links images and words.
 #
 # ## Exercises
