@@ -128,7 +128,8 @@ def train_lm(model: TinyLM, vocab: Vocab, sample, steps: int, batch_size: int = 
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
-    losses = []
+    losses: list[float] = []
+    pending: list[torch.Tensor] = []  # losses on the device since the last read (no host sync per step)
     model.train()
     for step in range(steps):
         tokens = vocab.batch(sample(rng, batch_size), device=device)
@@ -138,9 +139,13 @@ def train_lm(model: TinyLM, vocab: Vocab, sample, steps: int, batch_size: int = 
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss.detach()))
+        pending.append(loss.detach())
         if log_every and (step + 1) % log_every == 0:
+            losses += torch.stack(pending).tolist()  # one read every log_every steps
+            pending.clear()
             print(f"step {step + 1:5d}  loss {sum(losses[-log_every:]) / log_every:.4f}")
+    if pending:
+        losses += torch.stack(pending).tolist()
     model.eval()
     return losses
 

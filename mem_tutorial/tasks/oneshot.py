@@ -92,24 +92,30 @@ def train(model, classes, steps: int, batch: int = 16, lr: float = 1e-3, seed: i
     every ``log_every`` steps (e.g. to save a checkpoint). Returns the loss of every step."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
+    device = next(model.parameters()).device
+    losses: list[float] = []
+    pending: list[torch.Tensor] = []  # losses on the device since the last read (no host sync per step)
     model.train()
     for step in range(steps):
-        ep = episodes(classes, batch, generator=g)
+        ep = Episodes(*(t.to(device) for t in episodes(classes, batch, generator=g)))
         logits = model(ep.x, ep.y_prev)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ep.y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
-        losses.append(float(loss.detach()))
+        pending.append(loss.detach())
         if log_every and (step + 1) % log_every == 0:
+            losses += torch.stack(pending).tolist()  # one read every log_every steps
+            pending.clear()
             with torch.no_grad():
                 acc = accuracy_by_instance(logits, ep)
             print(f"step {step + 1:6d} loss {sum(losses[-log_every:]) / log_every:.4f} "
                   f"acc 1st {acc[0]:.2f} 2nd {acc[1]:.2f} 5th {acc[4]:.2f} 10th {acc[9]:.2f}", flush=True)
             if on_log is not None:
                 on_log(step + 1, losses)
+    if pending:
+        losses += torch.stack(pending).tolist()
     model.eval()
     return losses
 
@@ -118,10 +124,11 @@ def train(model, classes, steps: int, batch: int = 16, lr: float = 1e-3, seed: i
 def evaluate(model, classes, episodes_n: int = 500, batch: int = 100, seed: int = 1) -> torch.Tensor:
     """[10] mean accuracy by presentation on ``episodes_n`` episodes of ``classes``."""
     g = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     model.eval()
     accs = []
     for _ in range(max(1, episodes_n // batch)):
-        ep = episodes(classes, batch, generator=g)
+        ep = Episodes(*(t.to(device) for t in episodes(classes, batch, generator=g)))
         accs.append(accuracy_by_instance(model(ep.x, ep.y_prev), ep))
     return torch.stack(accs).mean(0)
 
