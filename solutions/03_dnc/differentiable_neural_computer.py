@@ -439,6 +439,16 @@ f, b = mem.directional_weightings(link, F.one_hot(torch.tensor([[3]]), N).float(
 print("forward from slot 3 :", [round(float(x), 3) for x in f[0, 0]])
 print("backward from slot 3:", [round(float(x), 3) for x in b[0, 0]])
 
+# %%
+# Claims as checks: writes to slots 0, 1, 2, 3, then to the freed slot 1; the link matrix holds exactly
+# "3 after 2" and "1 after 3"; forward from slot 3 is slot 1, backward is slot 2.
+assert [int(w.argmax()) for w in writes if w.sum() > 0] == [0, 1, 2, 3, 1]
+assert usages[5][1] == 0 and (usages[4] == 1).all()
+expected_link = torch.zeros(N, N)
+expected_link[3, 2] = expected_link[1, 3] = 1.0
+assert torch.allclose(link[0], expected_link), link[0]
+assert int(f[0, 0].argmax()) == 1 and int(b[0, 0].argmax()) == 2
+
 # %% [markdown]
 # ## 7. The whole DNC
 #

@@ -261,6 +261,11 @@ for step, word in enumerate([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]):
     print(f"step {step}: wrote to slot {int(free)}; usage = {[round(float(u), 4) for u in usage[0]]}")
 print(M[0])
 
+# %%
+# Claim as check (below): three words in three different fresh slots; every other row untouched.
+touched = (M[0] != 0).any(-1)
+assert int(touched.sum()) == 3 and sorted(M[0][touched].argmax(-1).tolist()) == [0, 1, 2], M[0]
+
 # %% [markdown]
 # With γ = 0 every write goes to the least-used slot, so three words land in three fresh slots, and only those
 # rows were touched. The cost of a write is O(K·W) arithmetic plus copying the memory (our functions return a new
