@@ -215,6 +215,9 @@ selected = hashing.key_hashing(q_tokens, kb_index, max_frequency=100)
 print(f"{questions[0].text!r}: {len(selected)} of {len(kb_memories)} memories")
 for i in selected:
     print("  ", kb_memories[i].key, "->", kb_memories[i].value)
+# Claim as check: only that film's handful of facts (all keyed by the film, under 1 % of the memory).
+assert selected and all(kb_memories[i].key[0] == questions[0].entity for i in selected)
+assert len(selected) < 0.01 * len(kb_memories), len(selected)
 
 # %% [markdown]
 # ## 3. Key addressing and value reading
@@ -555,6 +558,8 @@ edit_reader = movie_reader(edited_kb, "kb", kb_vocab)
 edit_acc = evaluate(kb_model, edit_reader, [tokenize(x.text, edited_kb) for x in edit_questions],
                     [x.answers for x in edit_questions])
 print(f"{len(edit_questions)} edited facts, answered correctly without retraining: {edit_acc:.4g}")
+# Claims as checks (summary): KB memories answered almost perfectly, before and after editing the memory.
+assert kb_hits > 0.95 and edit_acc > 0.95, (kb_hits, edit_acc)
 
 # %% [markdown]
 # ## 9. Retrieve, then read: the road to RAG
@@ -576,10 +581,23 @@ article_kb = kb.with_film("Northern Orchard Rising", {
 })
 print(" ".join(render_document(article_kb, "Northern Orchard Rising")))
 doc_reader = movie_reader(article_kb, "window+center+title", docs_vocab)
+doc_correct = []
 for relation in ("directed_by", "release_year", "in_language"):
     qq = question_for(article_kb, relation, "Northern Orchard Rising")
     top = answer(docs_model, doc_reader, tokenize(qq.text, article_kb))["answers"][0]
     print(f"Q: {qq.text:50s} model: {top[0]:20s} true: {', '.join(qq.answers)}")
+    doc_correct.append(top[0] in qq.answers)
+
+# %% [markdown]
+# It answers from an article it was never trained on, but not every question: the document model gets about two
+# questions in three right on the test set (67 %, Section 6), and here it misses one of three: asked for the
+# director, it names the film itself, which is the value of every title memory of the article. The KB model above
+# answered almost every edited fact because its memory is structured; reading raw documents is the harder problem,
+# for RAG systems too.
+
+# %%
+# Claim as check: most, not all, of the new article's questions answered (the text above says one of three missed).
+assert sum(doc_correct) == 2, doc_correct
 
 # %% [markdown]
 # ## 10. Explorer
