@@ -12,8 +12,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mem-tutorial/mem-tutorial/blob/main/notebooks/07_memory_for_language_models/memory_for_language_models.ipynb)
-# [![Course home](https://img.shields.io/badge/course-mem--tutorial-blue)](https://github.com/mem-tutorial/mem-tutorial)
+# @course-badges
 #
 # # Chapter 7 — Memory for language models and beyond text: kNN-LM, retrieve-then-generate, one-shot image memory
 #
@@ -36,18 +35,13 @@
 
 # %% [markdown]
 # ### Setup
-# This cell works locally and in Colab. In Colab it installs the course library from the one place configured in
-# `COURSE_SOURCE` (override it with `MEM_TUTORIAL_SOURCE`).
+# This cell works locally and in Colab. Where the course library is missing (Colab) it installs it from the published
+# course (`COURSE_SOURCE`; to use another copy, set `MEM_TUTORIAL_SOURCE` in a cell above:
+# `%env MEM_TUTORIAL_SOURCE=...`).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-import os
-import subprocess
-import sys
-
-COURSE_SOURCE = os.environ.get("MEM_TUTORIAL_SOURCE", "git+https://github.com/mem-tutorial/mem-tutorial")
-if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mem-tutorial @ {COURSE_SOURCE}"], check=True)
+# @course-install
 
 import random
 import time
@@ -153,14 +147,18 @@ def knn_distribution(distances, values, vocab_size, temperature=1.0):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_knn_distribution", "points": 3}
-_d = torch.tensor([[0.0, 1.0, 4.0], [2.0, 2.0, 0.5]], dtype=torch.float64)
-_v = torch.tensor([[3, 1, 3], [0, 4, 2]])
-_p = knn_distribution(_d, _v, 5, 1.0)
-assert tuple(_p.shape) == (2, 5), "p_kNN must be [Q, V]"
-assert_distribution(_p, "p_kNN")
-_w0 = torch.softmax(-_d[0], -1)
-assert_close(_p[0], torch.tensor([0, _w0[1], 0, _w0[0] + _w0[2], 0], dtype=torch.float64),
-             "row 0: neighbours with the same token add up")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("7.1", "knn_distribution"):
+    _d = torch.tensor([[0.0, 1.0, 4.0], [2.0, 2.0, 0.5]], dtype=torch.float64)
+    _v = torch.tensor([[3, 1, 3], [0, 4, 2]])
+    _p = knn_distribution(_d, _v, 5, 1.0)
+    assert tuple(_p.shape) == (2, 5), "p_kNN must be [Q, V]"
+    assert_distribution(_p, "p_kNN")
+    _w0 = torch.softmax(-_d[0], -1)
+    assert_close(_p[0], torch.tensor([0, _w0[1], 0, _w0[0] + _w0[2], 0], dtype=torch.float64),
+                 "row 0: neighbours with the same token add up")
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(3)
 _dd = torch.rand(4, 6, generator=_g, dtype=torch.float64) * 5
@@ -189,9 +187,15 @@ def interpolate(p_knn, p_lm, lam):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_interpolate", "points": 2}
-_pk = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
-_pl = torch.tensor([[0.2, 0.3, 0.5]], dtype=torch.float64)
-assert_close(interpolate(_pk, _pl, 0.25), torch.tensor([[0.4, 0.225, 0.375]], dtype=torch.float64), "lam = 0.25")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("7.2", "interpolate"):
+    _pk = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]], dtype=torch.float64)
+    _pl = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.4, 0.0]], dtype=torch.float64)
+    assert_close(interpolate(_pk, _pl, 0.25), torch.tensor([[0.4, 0.225, 0.375], [0.45, 0.425, 0.125]],
+                                                            dtype=torch.float64),
+                 "interpolate(p_knn, p_lm, lam=0.25): lam weighs the kNN distribution")
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(4)
 _a = torch.softmax(torch.randn(3, 9, generator=_g, dtype=torch.float64), -1)
@@ -221,12 +225,16 @@ def build_datastore(hidden, tokens, pad=0):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_build_datastore", "points": 3}
-_tok = torch.tensor([[1, 7, 8, 2], [1, 9, 2, 0]])
-_hid = torch.arange(2 * 4 * 3, dtype=torch.float64).view(2, 4, 3)
-_keys, _vals = build_datastore(_hid, _tok)
-assert tuple(_keys.shape) == (5, 3) and tuple(_vals.shape) == (5,), "5 real next tokens: keys [5, D], values [5]"
-assert _vals.tolist() == [7, 8, 2, 9, 2], "values are the next tokens, text 0 first"
-assert_close(_keys[0], _hid[0, 0], "the first key is the hidden state at <bos>")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("7.3", "build_datastore"):
+    _tok = torch.tensor([[1, 7, 8, 2], [1, 9, 2, 0]])
+    _hid = torch.arange(2 * 4 * 3, dtype=torch.float64).view(2, 4, 3)
+    _keys, _vals = build_datastore(_hid, _tok)
+    assert tuple(_keys.shape) == (5, 3) and tuple(_vals.shape) == (5,), "5 real next tokens: keys [5, D], values [5]"
+    assert _vals.tolist() == [7, 8, 2, 9, 2], "values are the next tokens, text 0 first"
+    assert_close(_keys[0], _hid[0, 0], "the first key is the hidden state at <bos>")
 ### BEGIN HIDDEN TESTS
 assert_close(_keys, torch.stack([_hid[0, 0], _hid[0, 1], _hid[0, 2], _hid[1, 0], _hid[1, 1]]), "all keys")
 _g = torch.Generator().manual_seed(5)
@@ -368,10 +376,14 @@ def rag_prompt(question, facts, scores, k):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_rag_prompt", "points": 3}
-_facts = ["the city of ada is oslo .", "the job of ada is pilot .", "the city of bea is rome ."]
-_q = "which city does ada live in ?"
-assert rag_prompt(_q, _facts, [0.9, 0.5, 0.4], 1) == \
-    "fact : the city of ada is oslo . question : which city does ada live in ? answer :"
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("7.4", "rag_prompt"):
+    _facts = ["the city of ada is oslo .", "the job of ada is pilot .", "the city of bea is rome ."]
+    _q = "which city does ada live in ?"
+    assert rag_prompt(_q, _facts, [0.9, 0.5, 0.4], 1) == \
+        "fact : the city of ada is oslo . question : which city does ada live in ? answer :"
 ### BEGIN HIDDEN TESTS
 assert rag_prompt(_q, _facts, [0.9, 0.5, 0.4], 2) == ("fact : the job of ada is pilot . fact : the city of ada is "
                                                       "oslo . question : which city does ada live in ? answer :"), \
@@ -488,12 +500,19 @@ def lrua_write_weights(prev_read, prev_usage, alpha, n):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_lrua_write", "points": 3}
-_r = torch.tensor([[[0.7, 0.2, 0.1, 0.0]]], dtype=torch.float64)
-_u = torch.tensor([[0.9, 0.05, 0.5, 0.3]], dtype=torch.float64)
-_ww = lrua_write_weights(_r, _u, torch.tensor([[0.0]], dtype=torch.float64), 1)
-assert tuple(_ww.shape) == (1, 1, 4), "w^w must be [B, R, N]"
-assert_close(_ww, torch.tensor([[[0.35, 0.6, 0.05, 0.0]]], dtype=torch.float64),
-             "alpha = 0: half the previous read, half the least-used slot (slot 1)")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("7.5", "lrua_write_weights"):
+    _r = torch.tensor([[[0.7, 0.2, 0.1, 0.0]], [[0.1, 0.1, 0.4, 0.4]]], dtype=torch.float64)  # [B=2, R=1, N=4]
+    _u = torch.tensor([[0.9, 0.05, 0.5, 0.3], [0.2, 0.6, 0.1, 0.9]], dtype=torch.float64)  # [B=2, N=4]
+    _ww = lrua_write_weights(_r, _u, torch.tensor([[0.0], [2.0]], dtype=torch.float64), 1)
+    assert tuple(_ww.shape) == (2, 1, 4), f"w^w must be [B, R, N] = [2, 1, 4], got {list(_ww.shape)}"
+    _s2 = 1 / (1 + torch.exp(torch.tensor(-2.0, dtype=torch.float64)))  # sigmoid(2)
+    assert_close(_ww, torch.stack([torch.tensor([[0.35, 0.6, 0.05, 0.0]], dtype=torch.float64),
+                                   (_s2 * _r[1] + (1 - _s2) * torch.tensor([[0.0, 0.0, 1.0, 0.0]], dtype=torch.float64))]),
+                 "w^w: element 0 has alpha = 0 (half the previous read, half the least-used slot 1); element 1 "
+                 "has alpha = 2 (least-used slot 2)")
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(7)
 _rr = torch.softmax(torch.randn(3, 2, 6, generator=_g, dtype=torch.float64), -1)
