@@ -76,6 +76,8 @@ for i in code:
         if o.get("output_type") == "stream":
             outputs.append(o.get("text", ""))
 result["stream_tail"] = "".join(outputs)[-1500:]
+first = nb.cells[code[0]].get("outputs", []) if code else []
+result["setup_output"] = "".join(o.get("text", "") for o in first if o.get("output_type") == "stream")[:600]
 result["not_passed"] = sum(t.count("not passed yet") for t in outputs)
 result["skipped_sections"] = sum(t.count("\u23ed Section") for t in outputs)
 json.dump(result, open(out, "w"))
@@ -196,6 +198,8 @@ def main(argv=None) -> int:
                        else f"stopped at code cell {r['stopped_at']} of {r.get('code_cells', '?')}: {r['error']}")
             print(f"{nb.parent.name:<32} {verdict}  ({r.get('seconds', '?')} s; 'not passed yet' x{r.get('not_passed', 0)}"
                   f", skipped sections {r.get('skipped_sections', 0)})", flush=True)
+            for line in r.get("setup_output", "").splitlines()[:3]:
+                print(f"{'':<32}   setup cell: {line[:150]}")
         results["_meta"] = {"venv_install_seconds": venv_seconds, "total_seconds": round(time.time() - t_all, 1),
                             "babi": bool(args.babi), "python": sys.version.split()[0]}
         print(f"virtualenv with Colab's preinstalled packages: {venv_seconds} s; total {results['_meta']['total_seconds']} s")
