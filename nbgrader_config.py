@@ -17,6 +17,13 @@ c.Execute.timeout = 120
 c.ExecutePreprocessor.timeout = 120
 # A student who deletes a graded test cell gets it back from the gradebook and it runs (else: 0, silently).
 c.OverwriteCells.add_missing_cells = True
+# Exercise stubs name their exercise: raise NotImplementedError("Exercise 1.2: write content_weighting(...) ...").
+try:
+    from mem_tutorial.grading import stubs as _stubs
+
+    _stubs.configure(c)
+except ImportError:  # nbgrader without the course library: plain stubs
+    pass
 
 # -- A shared server (JupyterHub, or one machine with a user per student): nbgrader's exchange ------------------
 # Students fetch and submit through a folder every user can write to. Create it once, as root:

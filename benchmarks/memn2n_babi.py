@@ -147,6 +147,8 @@ def overrides(args) -> dict:
     if args.ls_patience is not None:
         out["ls_patience"] = args.ls_patience
     out["clip"] = args.clip
+    if args.nil_gradient is not None:
+        out["nil_gradient"] = args.nil_gradient == "yes"
     if args.sampling is not None:
         out["sampling"] = args.sampling
     return out
@@ -174,10 +176,66 @@ def table(report: dict, paper: dict[int, float] | None) -> str:
     return "\n".join(lines)
 
 
+def _train_error_at_best(run: dict) -> float | None:
+    """A joint run's training error at its selected (best-validation) epoch, from the saved history."""
+    history = run.get("history")
+    if not history or run.get("best_epoch", -1) < 0:
+        return None
+    steps, errors = history["steps"], history["metrics"]["train_error"]
+    return errors[steps.index(run["best_epoch"])]
+
+
+def protocol_table(runs: list[dict], paper: dict[int, float] | None) -> str:
+    """Per task: every run, the *median of independent seeds*, and *the paper's protocol* (best of N restarts,
+    chosen on training error as Sukhbaatar et al. Sec. 4.2 did, and on validation error). Joint runs are chosen
+    as a whole (one model for all tasks); single-task runs per task (the training error per task is not saved
+    by single mode, so only the validation choice is given there)."""
+    tasks = sorted(runs[0]["per_task"])
+    joint = not isinstance(runs[0]["valid_error"], dict)
+    n = len(runs)
+    if joint:
+        by_valid = min(range(n), key=lambda i: runs[i]["valid_error"])
+        train_errs = [_train_error_at_best(r) for r in runs]
+        by_train = min(range(n), key=lambda i: train_errs[i]) if None not in train_errs else None
+        pick_valid = {t: by_valid for t in tasks}
+        pick_train = {t: by_train for t in tasks} if by_train is not None else None
+    else:
+        pick_valid = {t: min(range(n), key=lambda i: runs[i]["valid_error"][t]) for t in tasks}
+        pick_train = None
+    head = ("| task | " + " | ".join(f"seed {r['seed']}" for r in runs) + f" | **median of {n} seeds** | "
+            f"best of {n} on training error | best of {n} on validation error |" + (" paper |" if paper else ""))
+    lines = [head, "|---:|" + "---:|" * (n + 3) + ("---:|" if paper else "")]
+    cols = {"seeds": [[100 * r["per_task"][t] for t in tasks] for r in runs]}
+    median_col = [statistics.median(c[k] for c in cols["seeds"]) for k in range(len(tasks))]
+    train_col = None if pick_train is None else [100 * runs[pick_train[t]]["per_task"][t] for t in tasks]
+    valid_col = [100 * runs[pick_valid[t]]["per_task"][t] for t in tasks]
+    fmt = lambda v: "–" if v is None else f"{v:.1f}"  # noqa: E731
+    for k, t in enumerate(tasks):
+        lines.append(f"| {t} | " + " | ".join(f"{c[k]:.1f}" for c in cols["seeds"]) + f" | **{median_col[k]:.1f}** | "
+                     f"{fmt(None if train_col is None else train_col[k])} | {valid_col[k]:.1f} |"
+                     + (f" {paper[t]:.1f} |" if paper else ""))
+    mean = lambda col: sum(col) / len(col)  # noqa: E731
+    failed = lambda col: sum(v > 100 * FAIL_THRESHOLD for v in col)  # noqa: E731
+    seed_means = [mean(c) for c in cols["seeds"]]
+    seed_failed = [failed(c) for c in cols["seeds"]]
+    lines.append("| **mean** | " + " | ".join(f"{m:.1f}" for m in seed_means)
+                 + f" | **{statistics.median(seed_means):.1f}** | {fmt(None if train_col is None else mean(train_col))}"
+                 f" | {mean(valid_col):.1f} |" + (f" {mean([paper[t] for t in tasks]):.1f} |" if paper else ""))
+    lines.append("| failed (> 5 %) | " + " | ".join(str(f) for f in seed_failed)
+                 + f" | **{statistics.median(seed_failed):g}** | "
+                 f"{'–' if train_col is None else failed(train_col)} | {failed(valid_col)} |"
+                 + (f" {failed([paper[t] for t in tasks])} |" if paper else ""))
+    note = ("median column: per task the median over seeds; its mean and failed rows are the medians of the "
+            "seeds' means and failure counts.")
+    return "\n".join(lines) + "\n\n" + note
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["joint", "single", "table"],
-                        help="'table' prints the table of a saved JSON report (--out)")
+    parser.add_argument("mode", choices=["joint", "single", "table", "protocol"],
+                        help="'table' prints the table of a saved JSON report (--out); 'protocol' the two-column "
+                             "table (median of seeds, best of N restarts) of the reports in --files")
+    parser.add_argument("--files", nargs="+", default=None, help="protocol mode: JSON reports, one or more seeds each")
     parser.add_argument("--variant", default="en", choices=babi.VARIANTS)
     parser.add_argument("--tasks", type=int, nargs="+", default=list(babi.ALL_TASKS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -201,7 +259,11 @@ def main(argv=None) -> int:
     parser.add_argument("--clip", default="per_matrix", choices=["global", "per_matrix"],
                         help="gradient clipping: global norm (paper) or per matrix (official code)")
     parser.add_argument("--ls-patience", type=int, default=None,
-                        help="end linear start once the validation loss has not improved for this many epochs")
+                        help="not recommended (warns): end linear start once the validation loss has not improved "
+                             "for this many epochs; the linear-phase loss is too noisy to stop on (RESULTS)")
+    parser.add_argument("--nil-gradient", default=None, choices=["yes", "no"],
+                        help="the nil word's rows get the official code's gradient, counted in per-matrix "
+                             "clipping (default: paper_recipe's)")
     parser.add_argument("--split-seed", type=lambda v: None if v == "tail" else int(v), default=0,
                         help="seed of the 10%% validation split; 'tail': each task's last 10%% (official single-task)")
     parser.add_argument("--data-dir", default=None)
@@ -211,6 +273,27 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="write the JSON report here")
     parser.add_argument("--save", default=None, help="save the checkpoint of the best-validation model here")
     args = parser.parse_args(argv)
+    if args.mode == "protocol":
+        runs, modes, variants = [], set(), set()
+        for name in args.files:
+            report = json.loads(Path(name).read_text())
+            modes.add(report.get("mode")), variants.add(report.get("variant", "en"))
+            for run in report["runs"]:
+                run["per_task"] = {int(k): v for k, v in run["per_task"].items()}
+                if isinstance(run["valid_error"], dict):
+                    run["valid_error"] = {int(k): v for k, v in run["valid_error"].items()}
+                same = [r for r in runs if r["seed"] == run["seed"] and isinstance(r["valid_error"], dict)
+                        and isinstance(run["valid_error"], dict) and not set(r["per_task"]) & set(run["per_task"])]
+                if same:  # single-task reports split over files (different tasks, same seed): merge them
+                    for key in ("per_task", "valid_error", "best_epoch"):
+                        same[0][key].update({int(k): v for k, v in run[key].items()})
+                else:
+                    runs.append(run)
+        paper = None
+        if variants == {"en"} and len(modes) == 1:
+            paper = M.PAPER_ERRORS["joint_pe_ls_rn" if modes == {"joint"} else "single_pe_ls_rn"]
+        print(protocol_table(runs, paper))
+        return 0
     if args.mode == "table":
         report = json.loads(Path(args.out).read_text())
         for run in report["runs"]:

@@ -368,6 +368,89 @@ def cmd_lstm(args) -> dict:
     return {"converged_at": mon.converged_at, "last": mon.mean, "sequences": mon.seen, "wall_s": wall, "cpu_s": cpu}
 
 
+def cmd_lstm_curriculum(args) -> dict:
+    """Train the LSTM baseline on copy with a curriculum over lengths and save it (the notebook's baseline).
+
+    The maximum length starts at ``--start`` and grows by ``--step`` (up to ``--max-len``) whenever the mean cost
+    of the last 50 updates is below ``--advance-below`` bit per sequence; lengths are uniform in 1..current max.
+    Once the full range is reached the windowed criterion (< 0.1 bit/seq over the last 1,000 sequences) counts
+    convergence; on convergence the learning rate is multiplied by ``--anneal``. Saves every ``--save-every``
+    minutes and at the end (``--max-minutes`` of wall time or ``--max-sequences``), with the curriculum state.
+    Weights are stored as float16 when ``--half`` (a 3 x 256 LSTM is 5.3 MB in float32; loading casts back).
+    """
+    from mem_tutorial.tasks.training import make_optimizer
+
+    seed_everything(args.seed)
+    model = LSTMBaseline(LSTMConfig(hidden_size=args.hidden, layers=args.layers))
+    prior, prior_recipe, prior_log = 0, None, []
+    if args.init_from:  # continue a saved run (weights only: Adam's moments restart)
+        payload = load_checkpoint(args.init_from)
+        model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
+        extra = payload["extra"]
+        prior, prior_recipe, prior_log = int(extra.get("sequences") or 0), extra.get("recipe"), extra.get(
+            "curriculum_log") or []
+    opt = make_optimizer(model, "adam", args.lr)
+    gen = torch.Generator().manual_seed(args.seed + prior)
+    mon = PrintingMonitor(1000, 0.1, every=args.print_every, label="LSTM")
+    cur, recent, seen, at_full, annealed = args.start, [], 0, None, False
+    t0, c0, last_save = time.time(), time.process_time(), time.time()
+    log: list[tuple[int, int, float]] = []
+
+    def save():
+        wall, cpu = time.time() - t0, time.process_time() - c0
+        recipe = (f"python benchmarks/ntm_copy.py lstm-curriculum --hidden {args.hidden} --layers {args.layers} "
+                  f"--batch {args.batch} --lr {args.lr} --start {args.start} --step {args.step} --advance-below "
+                  f"{args.advance_below} --anneal {args.anneal} --seed {args.seed} --max-minutes {args.max_minutes}"
+                  f"{' --half' if args.half else ''} (Adam, clip 10, curriculum over lengths)"
+                  + (f" --init-from <a checkpoint trained {prior} sequences by: {prior_recipe}>" if prior else ""))
+        shift = lambda n: None if n is None else prior + n  # noqa: E731
+        save_checkpoint(args.out, model, model.config.to_dict(), None, task="copy",
+                        converged_at=shift(mon.converged_at if at_full is None or mon.converged_at is None
+                                           else at_full + mon.converged_at),
+                        sequences=prior + seen, full_range_from=shift(at_full),
+                        curriculum_max_len=min(cur, args.max_len), recipe=recipe, wall_s=round(wall),
+                        cpu_s=round(cpu), final_windowed_cost=mon.mean if mon.seen else None,
+                        curriculum_log=prior_log + [(prior + n, m, t) for n, m, t in log])
+        if args.half:  # rewrite the weights as float16 (load_state_dict casts them back to the model's dtype)
+            payload = torch.load(args.out, weights_only=True)
+            payload["state_dict"] = {k: v.half() for k, v in payload["state_dict"].items()}
+            torch.save(payload, args.out)
+        return wall, cpu
+
+    while seen < args.max_sequences and time.time() - t0 < 60 * args.max_minutes:
+        max_len = min(cur, args.max_len)
+        batch = copy_task(args.batch, min_len=1, max_len=max_len, generator=gen)
+        cost = train_step(model, opt, batch)[1]
+        seen += args.batch
+        if max_len < args.max_len:
+            recent = (recent + [cost.mean().item()])[-50:]
+            if len(recent) == 50 and sum(recent) / 50 < args.advance_below:
+                cur, recent = cur + args.step, []
+                log.append((seen, min(cur, args.max_len), round(time.time() - t0)))
+                print(f"  seq {seen}: curriculum -> lengths 1-{min(cur, args.max_len)} ({time.time() - t0:.0f} s)",
+                      flush=True)
+        else:
+            if at_full is None:
+                at_full = seen - args.batch
+            mon.update(cost)
+            if mon.converged_at is not None and not annealed:
+                annealed = True
+                for g in opt.param_groups:
+                    g["lr"] *= args.anneal
+                print(f"  converged at {seen} sequences; lr x {args.anneal}", flush=True)
+            if mon.converged_at is not None and mon.seen >= mon.converged_at + args.stay:
+                break
+        if time.time() - last_save > 60 * args.save_every:
+            save()
+            last_save = time.time()
+    wall, cpu = save()
+    print(f"LSTM {args.layers}x{args.hidden}: curriculum at 1-{min(cur, args.max_len)}, full range from {at_full}, "
+          f"converged at {mon.converged_at}, {seen} sequences, last windowed cost {mon.mean:.3f} bit/seq; "
+          f"{wall:.0f} s wall, {cpu:.0f} s CPU, load {os.getloadavg()[0]:.1f}; saved {args.out}")
+    return {"converged_at": mon.converged_at, "full_range_from": at_full, "last": mon.mean, "sequences": seen,
+            "wall_s": wall, "cpu_s": cpu, "curriculum_log": log}
+
+
 def _args_dict(args) -> dict:
     return {k: v for k, v in vars(args).items() if k != "func"}
 
@@ -470,6 +553,27 @@ def main(argv=None) -> int:
     p.add_argument("--print-every", type=int, default=20000)
     p.add_argument("--out", default=str(LSTM_CHECKPOINT))
     p.set_defaults(func=cmd_lstm)
+
+    p = sub.add_parser("lstm-curriculum")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--start", type=int, default=4)
+    p.add_argument("--step", type=int, default=2)
+    p.add_argument("--max-len", type=int, default=20)
+    p.add_argument("--advance-below", type=float, default=1.0)
+    p.add_argument("--anneal", type=float, default=0.1)
+    p.add_argument("--max-sequences", type=int, default=10_000_000)
+    p.add_argument("--max-minutes", type=float, default=45.0)
+    p.add_argument("--save-every", type=float, default=5.0)
+    p.add_argument("--stay", type=int, default=20000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--half", action="store_true")
+    p.add_argument("--init-from", help="continue from this checkpoint's weights (give --start its curriculum length)")
+    p.add_argument("--print-every", type=int, default=20000)
+    p.add_argument("--out", default=str(LSTM_CHECKPOINT))
+    p.set_defaults(func=cmd_lstm_curriculum)
 
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -95,7 +95,7 @@ class LivePlot:
 
 
 def train(
-    step: Callable[[int], float | Mapping[str, float]],
+    step: Callable[[int], Any],
     steps: int,
     *,
     log_every: int = 1,
@@ -108,10 +108,15 @@ def train(
 ) -> History:
     """Run ``step(i)`` for ``i`` in ``range(steps)`` with a progress bar, recording what it returns.
 
+    ``step`` may return its metrics as tensors on the model's device (and a metric may be a zero-argument
+    callable, evaluated only when it is logged): they are read on the host only every ``log_every`` steps, so a
+    GPU is not made to wait for the host at every step. Plain floats work as before.
+
     Args:
-        step: does one optimisation step and returns the loss (a float) or a dict of metrics with ``"loss"``.
+        step: does one optimisation step and returns the loss (a float or a 0-dim tensor) or a dict of metrics
+            with ``"loss"`` (floats, 0-dim tensors, or callables returning a float).
         steps: number of steps.
-        log_every: record metrics every this many steps.
+        log_every: record metrics every this many steps (also how often the losses are read on the host).
         plot_every: redraw the live plot every this many steps (default: about 20 redraws in all).
         desc: progress-bar label.
         history: continue an existing history (e.g. loaded from a checkpoint).
@@ -120,28 +125,60 @@ def train(
         stop: early-stopping predicate called after each logged step.
 
     Returns:
-        The :class:`History`. A non-finite loss stops training with a FloatingPointError naming the step.
+        The :class:`History`. A non-finite loss stops training with a FloatingPointError naming the first step
+        that returned one (detected when the losses are read, at the next logged step).
     """
     history = history or History()
     start = history.steps[-1] + 1 if history.steps else 0
     plot = LivePlot(plot_metrics, desc, enabled=live_plot)
     plot_every = plot_every or max(1, steps // 20)
     bar = tqdm(range(start, start + steps), desc=desc, disable=_progress_disabled(), leave=True)
+    pending: list[tuple[int, Any]] = []  # (step, loss) since the last read, checked for finiteness together
     for i in bar:
         out = step(i)
-        metrics = {"loss": float(out)} if not isinstance(out, Mapping) else {k: float(v) for k, v in out.items()}
-        if not math.isfinite(metrics.get("loss", 0.0)):
-            raise FloatingPointError(f"{desc}: loss became {metrics['loss']} at step {i}")
+        metrics = dict(out) if isinstance(out, Mapping) else {"loss": out}
+        if "loss" in metrics:
+            loss = metrics["loss"]
+            pending.append((i, loss.detach() if isinstance(loss, torch.Tensor) else loss))
         if (i - start) % log_every == 0 or i == start + steps - 1:
-            history.log(i, **metrics)
-            bar.set_postfix_str(f"loss {metrics.get('loss', float('nan')):.4g}", refresh=False)
+            _check_finite(pending, desc)
+            pending.clear()
+            values = {k: _host_value(v) for k, v in metrics.items()}
+            history.log(i, **values)
+            bar.set_postfix_str(f"loss {values.get('loss', float('nan')):.4g}", refresh=False)
             if stop is not None and stop(history):
                 break
         if (i - start) % plot_every == 0:
             plot.update(history)
+    _check_finite(pending, desc)
     plot.update(history, final=True)
     bar.close()
     return history
+
+
+def _host_value(value: Any) -> float:
+    """A logged metric as a Python float: calls a callable, reads a tensor (one host synchronisation)."""
+    if callable(value):
+        value = value()
+    return float(value)
+
+
+def _check_finite(pending: list[tuple[int, Any]], desc: str) -> None:
+    """Raise FloatingPointError naming the first step whose loss is not finite; the tensors among ``pending``
+    are stacked and read in one host synchronisation."""
+    if not pending:
+        return
+    tensors = [(i, v) for i, v in pending if isinstance(v, torch.Tensor)]
+    bad = [(i, float(v)) for i, v in pending if not isinstance(v, torch.Tensor) and not math.isfinite(float(v))]
+    if tensors:
+        stacked = torch.stack([v.reshape(()).to(torch.float64 if v.dtype == torch.float64 else torch.float32)
+                               for _, v in tensors])
+        if not bool(torch.isfinite(stacked).all()):
+            values = stacked.tolist()
+            bad += [(i, x) for (i, _), x in zip(tensors, values) if not math.isfinite(x)]
+    if bad:
+        i, value = min(bad)
+        raise FloatingPointError(f"{desc}: loss became {value} at step {i}")
 
 
 def _progress_disabled() -> bool:

@@ -171,6 +171,9 @@ class ScratchCourse:
         cfg.Execute.timeout = timeout
         cfg.ExecutePreprocessor.timeout = timeout
         cfg.OverwriteCells.add_missing_cells = True
+        from mem_tutorial.grading import stubs
+
+        stubs.configure(cfg)  # stubs that name their exercise
         bindir = str(Path(sys.executable).parent)  # nbgrader runs `alembic` from PATH
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
         self.api = NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)

@@ -111,6 +111,59 @@ def test_answer_loss_matches_reference_with_several_answers():
     assert answer_loss(scores, targets, mask).item() == pytest.approx(-math.log(p[0, 0] + p[0, 1]))
 
 
+def test_answer_loss_without_any_reachable_answer_is_zero_and_finite():
+    scores = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    targets = torch.tensor([[True, False, False, False]] * 3)
+    mask = torch.tensor([[False, True, True, True]] * 3)
+    loss = answer_loss(scores, targets, mask)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(scores.grad).all()
+    # one reachable question: the others contribute neither loss nor gradient
+    mask[1, 0] = True
+    scores.grad = None
+    loss = answer_loss(scores, targets, mask)
+    loss.backward()
+    assert loss.item() == pytest.approx(-torch.log_softmax(scores[1].detach(), -1)[0].item())
+    assert torch.count_nonzero(scores.grad[[0, 2]]) == 0
+
+
+def test_float64_model_runs_forward_backward_and_a_training_step(small):
+    kb, qs, toks, reader = small
+    torch.manual_seed(0)
+    model = KVMemNN(len(reader.vocab), word_dim=8, entity_dim=16).double()
+    out = model(reader.encode(toks[:4]))
+    assert out.scores.dtype == torch.float64 and out.weights.dtype == torch.float64
+    history = train_kvmemnn(model, reader, toks[:8], [q.answers for q in qs[:8]], steps=2, batch_size=4)
+    assert all(math.isfinite(v) for v in history["loss"])
+    assert all(p.dtype == torch.float64 for p in model.parameters())
+
+
+def test_entity_codes_follow_the_requested_dtype_and_device():
+    c64 = entity_codes(["Ada Moreau", "1994"], 32, "in", dtype=torch.float64)
+    assert c64.dtype == torch.float64
+    torch.testing.assert_close(c64.float(), entity_codes(["Ada Moreau", "1994"], 32, "in"))
+    assert entity_codes(["x"], 8, "in", device="meta").device.type == "meta"
+
+
+def test_window_centre_is_encoded_with_the_second_dictionary():
+    """Miller et al. 2016, Sec. 3.2: the window's centre (and the value) use the second dictionary (out codes)."""
+    from mem_tutorial.data.moviekb import Memory
+
+    ents = ["Ada Moreau", "The Silent River"]
+    mems = [Memory(key=("directed", "by"), value=("Ada Moreau",), center=("Ada Moreau",), film="The Silent River")]
+    reader = KVReader(ents, mems, entity_dim=16)
+    model = KVMemNN(len(reader.vocab), word_dim=4, entity_dim=16).double()
+    with torch.no_grad():
+        model.log_scale.copy_(torch.tensor([0.0, math.log(2.0), 0.0]))
+    batch = reader.encode([["who", "directed", "by", "Ada Moreau", "?"]])
+    _, keys, values, _ = model.embed(batch)
+    out_code = entity_codes(["Ada Moreau"], 16, "out", dtype=torch.float64)[0]
+    torch.testing.assert_close(keys[0, 0, 4:], 2.0 * out_code)       # centre: scale 2 times its OUT code
+    torch.testing.assert_close(values[0, 0, 4:], out_code)           # value: the same dictionary
+    in_code = entity_codes(["Ada Moreau"], 16, "in", dtype=torch.float64)[0]
+    assert not torch.allclose(keys[0, 0, 4:], 2.0 * in_code)         # not the question's (in) code
+
+
 def test_wrong_entity_dim_is_a_clear_error(small):
     _, _, toks, reader = small
     with pytest.raises(ValueError, match="entity_dim"):

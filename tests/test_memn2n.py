@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -276,6 +278,7 @@ def test_paper_recipe_values():
         M.TrainConfig(clip="sometimes")
     joint = M.paper_recipe(joint=True)
     assert (joint.epochs, joint.anneal_every, joint.ls_epochs) == (60, 15, 30)
+    assert joint.nil_gradient and not single.nil_gradient and joint.ls_patience is None
     assert M.paper_recipe(linear_start=False).lr == 0.01
     with pytest.raises(TypeError):
         M.paper_recipe(nonsense=1)
@@ -429,3 +432,148 @@ def test_paper_config_follows_the_official_code():
     assert M.paper_config(Fake(), slots=None).slots is None
     with pytest.raises(TypeError):
         M.paper_config(Fake(), nonsense=1)
+
+
+# ------------------------------------------------- the nil word's gradient (official code: counted in clipping)
+
+
+@pytest.mark.parametrize("time_word,tying,linear", [(False, "adjacent", False), (True, "adjacent", False),
+                                                    (False, "adjacent", True), (False, "layerwise", False)])
+def test_nil_gradient_matches_the_official_lookup(time_word, tying, linear):
+    """nil_gradient=True: same outputs and same gradients everywhere, except the nil rows, which get the gradient
+    of a float64 forward pass that looks up every word position and every slot (padding and empty slots
+    included), as the official code's LookUpTable does."""
+    torch.manual_seed(2)
+    cfg = M.MemN2NConfig(vocab_size=12, sentence_length=5, memory_size=16, embedding_dim=6, hops=3,
+                         pe_formula="official", slots=10, time_word=time_word, tying=tying)
+    model = M.MemN2N(cfg).double()
+    stories, mask, queries = toy_batch()
+    ages = M.random_noise_ages(mask, generator=torch.Generator().manual_seed(2), max_age=15)
+    answers = torch.tensor([1, 5, 7, 2])
+    grads = {}
+    for flag in (False, True):
+        model.zero_grad()
+        out = model(stories, mask, queries, ages=ages, linear=linear, nil_gradient=flag)
+        torch.nn.functional.cross_entropy(out.logits, answers, reduction="sum").backward()
+        grads[flag] = [p.grad.clone() for p in model.parameters()]
+        if flag:
+            logits_nil = out.logits.detach()
+        else:
+            logits_plain = out.logits.detach()
+    torch.testing.assert_close(logits_nil, logits_plain)
+    for g0, g1, p in zip(grads[False], grads[True], model.parameters()):
+        rest = torch.ones_like(g0, dtype=torch.bool)
+        if p.dim() == 3 and p.shape[1] == 12:  # a word matrix: its nil row is where they may differ
+            rest[:, 0] = False
+        torch.testing.assert_close(g1[rest], g0[rest])
+    # the reference: explicit look-ups of all positions and all `slots` slots (float64, same weights)
+    if tying == "layerwise" or linear:
+        # layer-wise tying and linear start are not in the official reference; check the nil rows are non-zero
+        assert any(g[:, 0].abs().sum() > 0 for g, p in zip(grads[True], model.parameters()) if p.shape[1:] == (12, 6))
+        return
+    model.zero_grad()
+    mats = model.matrices()
+    d = cfg.embedding_dim
+    B, N, J = stories.shape
+    slots = 10
+    if time_word:
+        full_pe = M.position_encoding_official(J + 1, d, dtype=torch.float64)
+        l, l_time = full_pe[:J], full_pe[J]
+    else:
+        l, l_time = M.position_encoding_official(J, d, dtype=torch.float64), torch.ones(d, dtype=torch.float64)
+    full = torch.zeros(B, slots, J, dtype=torch.long)
+    full[:, :N] = stories
+    filled = torch.zeros(B, slots, dtype=torch.bool)
+    filled[:, :N] = mask
+    full_ages = torch.zeros(B, slots, dtype=torch.long)
+    full_ages[:, :N] = ages
+    u = (mats["B"][queries] * l).sum(1)
+    for k in range(1, cfg.hops + 1):
+        m = (mats[f"A{k}"][full] * l).sum(2)
+        c = (mats[f"C{k}"][full] * l).sum(2)
+        time_a = torch.where(filled.unsqueeze(-1), mats[f"TA{k}"][full_ages], 0.0)
+        time_c = torch.where(filled.unsqueeze(-1), mats[f"TC{k}"][full_ages], 0.0)
+        if time_word:  # the time word: T(age) on filled slots, the nil word on empty ones, weighted by l_{J+1}
+            time_a = time_a + (~filled).unsqueeze(-1) * mats[f"A{k}"][0]
+            time_c = time_c + (~filled).unsqueeze(-1) * mats[f"C{k}"][0]
+        m, c = m + l_time * time_a, c + l_time * time_c
+        p = torch.softmax(torch.einsum("bd,bnd->bn", u, m), dim=1)
+        u = u + torch.einsum("bn,bnd->bd", p, c)
+    torch.nn.functional.cross_entropy(u @ mats["W"].T, answers, reduction="sum").backward()
+    for g1, p in zip(grads[True], model.parameters()):
+        torch.testing.assert_close(g1, p.grad, rtol=1e-9, atol=1e-10)
+    nil_norm = sum(float(g[:, 0].norm()) for g, p in zip(grads[True], model.parameters()) if p.shape[1:] == (12, 6))
+    assert nil_norm > 1e-3  # the nil rows really get a gradient (the test can fail)
+
+
+def test_nil_gradient_in_fit_keeps_nil_rows_zero_and_changes_clipping():
+    """fit(nil_gradient=True): the nil rows stay zero after training, and the run differs from the default one
+    only through clipping (with a huge clipping norm both runs agree exactly)."""
+    from mem_tutorial.data.babi import BabiTensors
+
+    g = torch.Generator().manual_seed(0)
+    Q, N, J, V = 64, 6, 5, 12
+    stories, mask, queries = toy_batch(V=V, B=4, N=N, J=J)
+    stories, mask, queries = stories.repeat(16, 1, 1), mask.repeat(16, 1), queries.repeat(16, 1)
+    answers = torch.randint(1, V, (Q,), generator=g)
+    data = BabiTensors(stories, mask, queries, answers, torch.zeros(Q, N, dtype=torch.bool),
+                       torch.ones(Q, dtype=torch.long))
+    cfg = M.MemN2NConfig(vocab_size=V, sentence_length=J, memory_size=16, embedding_dim=8, hops=2,
+                         pe_formula="official", slots=10)
+    finals = {}
+    for clip in (1e9, 0.5):
+        for flag in (False, True):
+            torch.manual_seed(0)
+            model = M.MemN2N(cfg)
+            recipe = M.TrainConfig(epochs=2, ls_epochs=1, max_grad_norm=clip, nil_gradient=flag, seed=0)
+            M.fit(model, data, data, recipe)
+            assert all((e[:, 0] == 0).all() for e in model.embeddings)
+            finals[clip, flag] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    torch.testing.assert_close(finals[1e9, True], finals[1e9, False])
+    assert not torch.allclose(finals[0.5, True], finals[0.5, False])
+
+
+def _toy_data(Q, seed=0, V=12, N=6, J=5):
+    from mem_tutorial.data.babi import BabiTensors
+
+    g = torch.Generator().manual_seed(seed)
+    stories, mask, queries = toy_batch(V=V, B=4, N=N, J=J)
+    reps = Q // 4
+    stories, mask, queries = stories.repeat(reps, 1, 1), mask.repeat(reps, 1), queries.repeat(reps, 1)
+    answers = torch.randint(1, V, (Q,), generator=g)
+    return BabiTensors(stories, mask, queries, answers, torch.zeros(Q, N, dtype=torch.bool),
+                       torch.ones(Q, dtype=torch.long))
+
+
+def test_fit_reads_no_tensor_on_the_host_inside_a_step(monkeypatch):
+    """Issue #17: fit's metrics stay on the model's device during an epoch and are read once per epoch, so the
+    number of host reads (item, float, int, bool, tolist, cpu, numpy) does not grow with the steps per epoch."""
+    cfg = M.MemN2NConfig(vocab_size=12, sentence_length=5, memory_size=16, embedding_dim=8, hops=2,
+                         pe_formula="official", slots=10)
+    valid = _toy_data(16)
+    counts = {}
+    for Q in (64, 256):  # 2 and 8 steps per epoch
+        train = _toy_data(Q)
+        calls = []
+        for name in ("item", "__float__", "__int__", "__bool__", "tolist", "cpu", "numpy"):
+            original = getattr(torch.Tensor, name)
+
+            def spy(self, *args, _original=original, _name=name, **kwargs):
+                calls.append(_name)
+                return _original(self, *args, **kwargs)
+            monkeypatch.setattr(torch.Tensor, name, spy)
+        torch.manual_seed(0)
+        M.fit(M.MemN2N(cfg), train, valid, M.TrainConfig(epochs=2, ls_epochs=1, nil_gradient=True, seed=0))
+        monkeypatch.undo()
+        counts[Q] = len(calls)
+    assert counts[64] == counts[256], counts
+
+
+def test_fit_in_float64_keeps_the_dtype():
+    cfg = M.MemN2NConfig(vocab_size=12, sentence_length=5, memory_size=16, embedding_dim=8, hops=2,
+                         pe_formula="official", slots=10)
+    torch.manual_seed(0)
+    model = M.MemN2N(cfg).double()
+    result = M.fit(model, _toy_data(64), _toy_data(16), M.TrainConfig(epochs=2, ls_epochs=1, nil_gradient=True))
+    assert all(p.dtype == torch.float64 for p in model.parameters())
+    assert all(math.isfinite(v) for v in result.history[0]["train_loss"]) and len(result.history[0]["train_loss"]) == 3

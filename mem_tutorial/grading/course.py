@@ -202,6 +202,9 @@ class Course:
         cfg.CourseDirectory.release_directory = "release"
         cfg.CourseDirectory.course_id = self.course_id
         cfg.CourseDirectory.db_url = f"sqlite:///{scratch / 'gradebook.db'}"
+        from mem_tutorial.grading import stubs
+
+        stubs.configure(cfg)  # stubs that name their exercise
         api = NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
         result = api.generate_assignment(chapter, force=True)
         if not result.get("success"):

@@ -30,6 +30,7 @@ CHAPTERS = (
     "04_memn2n",
     "05_kv_memnn",
     "06_memory_at_scale",
+    "07_memory_for_language_models",
 )
 
 #: Per-cell execution timeout (seconds) when building solution notebooks in FAST mode.
@@ -198,6 +199,9 @@ def generate_release(root: Path, chapter: str, dest_root: Path, log=print) -> li
         cfg.CourseDirectory.release_directory = "release"
         cfg.CourseDirectory.course_id = "mem-tutorial"
         cfg.CourseDirectory.db_url = f"sqlite:///{scratch / 'gradebook.db'}"
+        from mem_tutorial.grading import stubs
+
+        stubs.configure(cfg)  # stubs that name their exercise
         _ensure_alembic_on_path()
         api = NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
         result = api.generate_assignment(chapter, force=True)

@@ -201,13 +201,14 @@ def probe_candidates(
     lens = torch.where(opened, sizes, torch.zeros_like(sizes)).reshape(-1)  # [Q L]
     starts = offsets[:-1][ranked].reshape(-1)
     per_query = lens.view(q, n_lists).sum(-1)  # [Q]
-    total = int(per_query.sum())
-    seg = torch.repeat_interleave(torch.arange(q * n_lists, device=device), lens)  # segment of each candidate
+    # the output's size depends on the data: one host read for both numbers (then no other sync)
+    total, width = torch.stack([per_query.sum(), per_query.max()]).tolist()
+    seg = torch.repeat_interleave(torch.arange(q * n_lists, device=device), lens, output_size=total)  # segment of each candidate
     flat = torch.arange(total, device=device)
     within = flat - (lens.cumsum(0) - lens)[seg]
     qid = seg // n_lists
     col = flat - (per_query.cumsum(0) - per_query)[qid]
-    out = torch.full((q, int(per_query.max())), -1, dtype=torch.long, device=device)
+    out = torch.full((q, width), -1, dtype=torch.long, device=device)
     out[qid, col] = starts[seg] + within
     return out
 
@@ -432,7 +433,9 @@ class HierarchicalMemory:
 
     def group_of(self) -> torch.Tensor:
         """[N] the group of each key."""
-        groups = torch.repeat_interleave(torch.arange(len(self.index.offsets) - 1), self.index.list_sizes())
+        sizes = self.index.list_sizes()
+        groups = torch.repeat_interleave(torch.arange(len(sizes), device=sizes.device), sizes,
+                                         output_size=self.index.ids.numel())  # size known: no host sync
         out = torch.empty_like(groups)
         out[self.index.ids] = groups
         return out

@@ -17,6 +17,10 @@ Order within one time step t (after the write weighting w^w_t is known):
 Cost: L is an N x N matrix per batch element, so the link update and the directional weightings cost
 O(B N^2) time and memory per step (O(B R N^2) for the R heads' weightings) -- the DNC's most expensive part
 for large N (the sparse DNC of Rae et al. 2016 reduces it).
+
+Variants for speed (same equations): :func:`temporal_link_update_plain` (one broadcast formula, for
+``torch.compile``) and the sparse DNC's :func:`sparse_temporal_link_update` / :func:`sparse_precedence_update`
+(top-K write weighting and precedence, O(B N K) arithmetic; equal to the exact ones when K >= N).
 """
 
 from __future__ import annotations
@@ -123,6 +127,99 @@ class _TemporalLink(torch.autograd.Function):
 
 #: The same function under the paper's name for the matrix it returns.
 temporal_link = temporal_link_update
+
+
+def temporal_link_update_plain(
+    prev_link: torch.Tensor, prev_precedence: torch.Tensor, write_weights: torch.Tensor
+) -> torch.Tensor:
+    """:func:`temporal_link_update` as one broadcast formula of plain tensor operations (autograd derives the
+    backward pass).
+
+    Same equation (Graves et al. 2016, Methods): L_t[i,j] = (1 - w[i] - w[j]) L_{t-1}[i,j] + w[i] p_{t-1}[j],
+    L_t[i,i] = 0. Eager, this costs more N x N temporaries than the hand-derived :class:`_TemporalLink`;
+    ``torch.compile`` fuses it into one kernel forward and one backward, so the compiled DNC
+    (:meth:`mem_tutorial.models.dnc.DNC.compile_step`) uses it. No shape checks (they are Python branches
+    the compiler would have to guard on); the caller has checked the shapes. Shapes as in
+    :func:`temporal_link_update`: [B, N, N], [B, N], [B, N] -> [B, N, N].
+    """
+    w_i = write_weights.unsqueeze(-1)  # [B, N, 1]
+    w_j = write_weights.unsqueeze(-2)  # [B, 1, N]
+    link = (1 - w_i - w_j) * prev_link + w_i * prev_precedence.unsqueeze(-2)
+    n = link.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=link.device)  # allocated on the link's device
+    return link.masked_fill(eye, 0.0)
+
+
+def topk_sparsify(weights: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` largest entries of each row of ``weights`` [..., N] and set the others to zero.
+
+    The sparse DNC (Rae et al. 2016, "Scaling memory-augmented neural networks with sparse reads and writes",
+    Section 3.1 and Supplementary D, "Sparse temporal memory linkage") keeps only the K largest entries of the
+    write weighting and of the precedence, which makes the link update O(N K) instead of O(N^2). Gradients flow
+    to the kept entries only. With k >= N this returns ``weights`` unchanged.
+    """
+    n = weights.shape[-1]
+    if k >= n:
+        return weights
+    values, index = torch.topk(weights, k, dim=-1)
+    return torch.zeros_like(weights).scatter(-1, index, values)
+
+
+def sparse_temporal_link_update(
+    prev_link: torch.Tensor, prev_precedence: torch.Tensor, write_weights: torch.Tensor, k: int
+) -> torch.Tensor:
+    """The sparse DNC's link update (Rae et al. 2016, Supplementary D): the DNC equation with the write
+    weighting and the precedence truncated to their top ``k`` entries, evaluated in O(B N K) arithmetic.
+
+    With w = topk(w^w_t, K) and p = topk(p_{t-1}, K) (:func:`topk_sparsify`), and S the K slots of w's support:
+
+    - rows i in S:            L_t[i, j] = (1 - w[i] - w[j]) L_{t-1}[i, j] + w[i] p[j]       (K x N entries)
+    - columns j in S, i not:  L_t[i, j] = (1 - w[j]) L_{t-1}[i, j]                          (N x K entries)
+    - everything else:        L_t[i, j] = L_{t-1}[i, j]   (w[i] = w[j] = 0 there: the exact formula's value)
+
+    and L_t[i, i] = 0. So only the K rows and K columns of the written slots are computed (gathered, updated
+    and scattered back); the rest of L is carried over unchanged. The matrix is still stored dense
+    ([B, N, N], so that :func:`directional_weightings` and the DNC's state are unchanged, and the out-of-place
+    scatter that autograd needs copies it once); the arithmetic is O(B N K) instead of O(B N^2). With K >= N
+    the result equals :func:`temporal_link_update` (tested in float64).
+
+    Args:
+        prev_link: [B, N, N] link matrix L_{t-1}.
+        prev_precedence: [B, N] precedence p_{t-1}.
+        write_weights: [B, N] write weighting w^w_t.
+        k: K, the number of entries of w and p kept (>= 1).
+
+    Returns:
+        [B, N, N] link matrix L_t.
+    """
+    sizes = check_shape("prev_link", prev_link, "B N N")
+    check_shape("prev_precedence", prev_precedence, "B N", sizes)
+    check_shape("write_weights", write_weights, "B N", sizes)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    B, N = write_weights.shape
+    k = min(k, N)
+    w_val, w_idx = torch.topk(write_weights, k, dim=-1)  # [B, K]: the written slots S and their weights
+    w = torch.zeros_like(write_weights).scatter(-1, w_idx, w_val)  # [B, N] sparse w, dense layout
+    p = topk_sparsify(prev_precedence, k)  # [B, N]
+    # columns j in S (all rows i): (1 - w[j]) L[i, j]
+    col_idx = w_idx.unsqueeze(-2).expand(B, N, k)  # [B, N, K]
+    cols = (1 - w_val).unsqueeze(-2) * prev_link.gather(-1, col_idx)
+    # rows i in S (all columns j): (1 - w[i] - w[j]) L[i, j] + w[i] p[j], then the diagonal L[i, i] = 0
+    row_idx = w_idx.unsqueeze(-1).expand(B, k, N)  # [B, K, N]
+    w_i = w_val.unsqueeze(-1)  # [B, K, 1]
+    rows = (1 - w_i - w.unsqueeze(-2)) * prev_link.gather(-2, row_idx) + w_i * p.unsqueeze(-2)
+    rows = rows.scatter(-1, w_idx.unsqueeze(-1), 0.0)  # row S_k's diagonal entry is column S_k
+    # rows after columns: the rows' formula already holds for their entries in the columns of S
+    return prev_link.scatter(-1, col_idx, cols).scatter(-2, row_idx, rows)
+
+
+def sparse_precedence_update(prev_precedence: torch.Tensor, write_weights: torch.Tensor, k: int) -> torch.Tensor:
+    """The sparse DNC's precedence (Rae et al. 2016, Supplementary D): :func:`precedence_update` with the write
+    weighting truncated to its top ``k`` entries, the result truncated to its top ``k`` entries.
+    [B, N], [B, N] -> [B, N]; equals :func:`precedence_update` when K >= N."""
+    check_shape("write_weights", write_weights, "B N", check_shape("prev_precedence", prev_precedence, "B N"))
+    return topk_sparsify(precedence_update(prev_precedence, topk_sparsify(write_weights, k)), k)
 
 
 def directional_weightings(link: torch.Tensor, prev_read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

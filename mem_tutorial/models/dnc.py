@@ -15,6 +15,7 @@ Cost per step: O(B N W R) for content addressing and O(B R N^2) for the temporal
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -34,6 +35,16 @@ from mem_tutorial.memory import (
     write,
     write_weighting,
 )
+from mem_tutorial.memory.linkage import (
+    sparse_precedence_update,
+    sparse_temporal_link_update,
+    temporal_link_update_plain,
+)
+
+#: Link options of :class:`DNC`: the paper's exact N x N update, or the sparse DNC's (Rae et al. 2016).
+LINKS = ("exact", "sparse")
+#: Default K of the sparse link (Rae et al. 2016 use K = 4 or 8 non-zero entries per weighting).
+SPARSE_LINK_K = 8
 
 
 class DNCState(NamedTuple):
@@ -120,7 +131,13 @@ def parse_interface(xi: torch.Tensor, word_size: int, read_heads: int) -> Interf
     )
 
 
-def memory_step(state: DNCState, iface: Interface) -> tuple[DNCState, torch.Tensor]:
+def memory_step(
+    state: DNCState,
+    iface: Interface,
+    *,
+    temporal_link_update=temporal_link_update,
+    precedence_update=precedence_update,
+) -> tuple[DNCState, torch.Tensor]:
     """One step of the DNC's memory (everything but the controller), in the order of the paper's Methods.
 
     Allocation (psi, u, a), write weighting, erase-then-add write, link and precedence, then the read
@@ -129,6 +146,9 @@ def memory_step(state: DNCState, iface: Interface) -> tuple[DNCState, torch.Tens
     Args:
         state: the previous :class:`DNCState` (its ``h``/``c`` are passed through unchanged).
         iface: this step's :class:`Interface`.
+        temporal_link_update, precedence_update: the link and precedence updates, by default the DNC's exact
+            ones from :mod:`mem_tutorial.memory.linkage`; the sparse DNC's (``DNC(link="sparse")``) or the
+            compiler-friendly plain-tensor link (:meth:`DNC.compile_step`) are passed here.
 
     Returns:
         (new state, allocation weighting [B, N]).
@@ -159,9 +179,15 @@ class DNC(nn.Module):
         word_size: W.
         read_heads: R.
         hidden_size: H, the LSTM controller's size.
+        link: ``"exact"`` (the default: the paper's N x N link update, Graves et al. 2016) or ``"sparse"`` (the
+            sparse DNC's link, Rae et al. 2016: the write weighting and the precedence keep their top ``link_k``
+            entries, and the link update costs O(N K) instead of O(N^2); see
+            :func:`mem_tutorial.memory.linkage.sparse_temporal_link_update`). Equal when ``link_k >= N``.
+        link_k: K for ``link="sparse"`` (default :data:`SPARSE_LINK_K`).
 
     ``forward(x [B, T, X], state=None) -> (y [B, T, Y], final DNCState)``; the controller sees
     [x_t; r_{t-1}] and the output is y_t = W_y h_t + W_r r_t (one linear layer on [h_t; r_t]).
+    :meth:`compile_step` makes the time steps run through ``torch.compile`` (opt-in, faster).
     """
 
     def __init__(
@@ -172,18 +198,26 @@ class DNC(nn.Module):
         word_size: int = 16,
         read_heads: int = 4,
         hidden_size: int = 64,
+        link: str = "exact",
+        link_k: int | None = None,
     ):
         super().__init__()
+        if link not in LINKS:
+            raise ValueError(f"link must be one of {LINKS}, got {link!r}")
+        if link_k is not None and link_k < 1:
+            raise ValueError(f"link_k must be >= 1, got {link_k}")
         self.input_size, self.output_size = input_size, output_size
         self.memory_slots, self.word_size, self.read_heads = memory_slots, word_size, read_heads
         self.hidden_size = hidden_size
+        self.link, self.link_k = link, link_k
         self.controller = nn.LSTMCell(input_size + read_heads * word_size, hidden_size)
         self.interface = nn.Linear(hidden_size, interface_size(word_size, read_heads))
         self.output = nn.Linear(hidden_size + read_heads * word_size, output_size)
+        self._compiled_steps, self._chunk = None, 1  # set by compile_step()
 
-    def config(self) -> dict[str, int]:
-        """The constructor arguments (stored in checkpoints)."""
-        return dict(
+    def config(self) -> dict:
+        """The constructor arguments (stored in checkpoints; ``link``/``link_k`` only when not the default)."""
+        cfg = dict(
             input_size=self.input_size,
             output_size=self.output_size,
             memory_slots=self.memory_slots,
@@ -191,9 +225,13 @@ class DNC(nn.Module):
             read_heads=self.read_heads,
             hidden_size=self.hidden_size,
         )
+        if self.link != "exact":
+            cfg.update(link=self.link, link_k=self.link_k)
+        return cfg
 
     def initial_state(self, batch_size: int, device=None, dtype=None) -> DNCState:
-        """All-zero state: empty memory, zero usage, no links, no reads yet."""
+        """All-zero state: empty memory, zero usage, no links, no reads yet (on ``device``/``dtype``, by default
+        the parameters')."""
         p = self.interface.weight
         kw = dict(device=device or p.device, dtype=dtype or p.dtype)
         B, N, W, R, H = batch_size, self.memory_slots, self.word_size, self.read_heads, self.hidden_size
@@ -209,15 +247,91 @@ class DNC(nn.Module):
             read_vectors=torch.zeros(B, R, W, **kw),
         )
 
-    def step(self, x: torch.Tensor, state: DNCState) -> tuple[torch.Tensor, DNCState, StepTrace]:
-        """One time step. ``x: [B, X]`` -> (y [B, Y], new state, trace)."""
+    def _linkage(self, plain: bool = False) -> dict:
+        """The link and precedence updates :func:`memory_step` uses for this model's ``link`` option."""
+        if self.link == "sparse":
+            k = self.link_k or SPARSE_LINK_K
+            return dict(temporal_link_update=functools.partial(sparse_temporal_link_update, k=k),
+                        precedence_update=functools.partial(sparse_precedence_update, k=k))
+        return dict(temporal_link_update=temporal_link_update_plain if plain else temporal_link_update,
+                    precedence_update=precedence_update)
+
+    def _controller_step(self, x: torch.Tensor, state: DNCState) -> tuple[DNCState, Interface]:
+        """Controller: (h, c) = LSTM([x_t; r_{t-1}], (h, c)) and the parsed interface vector xi_t = W_xi h_t."""
         B = x.shape[0]
         controller_in = torch.cat([x, state.read_vectors.reshape(B, -1)], dim=-1)
         h, c = self.controller(controller_in, (state.h, state.c))
-        iface = parse_interface(self.interface(h), self.word_size, self.read_heads)
-        new_state, allocation = memory_step(state._replace(h=h, c=c), iface)
-        y = self.output(torch.cat([h, new_state.read_vectors.reshape(B, -1)], dim=-1))
+        return state._replace(h=h, c=c), parse_interface(self.interface(h), self.word_size, self.read_heads)
+
+    def step(self, x: torch.Tensor, state: DNCState) -> tuple[torch.Tensor, DNCState, StepTrace]:
+        """One time step. ``x: [B, X]`` -> (y [B, Y], new state, trace)."""
+        B = x.shape[0]
+        state, iface = self._controller_step(x, state)
+        new_state, allocation = memory_step(state, iface, **self._linkage())
+        y = self.output(torch.cat([new_state.h, new_state.read_vectors.reshape(B, -1)], dim=-1))
         return y, new_state, StepTrace(iface, allocation, new_state)
+
+    def steps(self, x: torch.Tensor, state: DNCState, plain: bool = False) -> tuple[torch.Tensor, torch.Tensor, DNCState]:
+        """The controller and memory over every step of ``x`` [B, K, X] (a Python loop over K).
+
+        Returns (hidden states [B, K, H], read vectors [B, K, R*W], final state); the output layer is left to
+        the caller (applied once to all steps). ``plain`` selects the compiler-friendly link update.
+        """
+        B = x.shape[0]
+        linkage = self._linkage(plain)
+        hidden, reads = [], []
+        for x_t in x.unbind(1):
+            state, iface = self._controller_step(x_t, state)
+            state, _ = memory_step(state, iface, **linkage)
+            hidden.append(state.h)
+            reads.append(state.read_vectors.reshape(B, -1))
+        return torch.stack(hidden, 1), torch.stack(reads, 1), state
+
+    def _steps_plain(self, x: torch.Tensor, state: DNCState) -> tuple[torch.Tensor, torch.Tensor, DNCState]:
+        """:meth:`steps` with the plain-tensor link update (what :meth:`compile_step` compiles)."""
+        return self.steps(x, state, plain=True)
+
+    def compile_step(self, chunk: int = 4, **options) -> "DNC":
+        """Run the time steps through ``torch.compile`` from now on (opt-in speed-up), as
+        :meth:`mem_tutorial.models.ntm.NTM.compile_step` does.
+
+        A DNC step is about a hundred small tensor operations (several hundred with the backward pass), so at
+        small batch eager PyTorch spends its time on per-operation overhead. Compiled, ``chunk`` consecutive
+        steps become one fused graph (forward and backward) and a sequence of any length T runs as 1 eager step,
+        (T - 1) // chunk compiled chunks, then the remaining steps eager: one graph per batch size, grad mode,
+        dtype and device, compiled once (inductor caches it on disk; see benchmarks/results/dnc_section.md for
+        the time it takes). The link update is the plain-tensor formula
+        (:func:`mem_tutorial.memory.linkage.temporal_link_update_plain`), which the compiler fuses; numerics
+        match the eager model to float rounding. ``forward(..., trace=True)`` and :meth:`step` stay eager.
+        Needs a C++ compiler on CPU. ``options`` go to ``torch.compile`` (default ``dynamic=False``).
+        Returns ``self``.
+        """
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        self._compiled_steps = torch.compile(self._steps_plain, **{"dynamic": False, **options})
+        self._chunk = chunk
+        return self
+
+    def _compiled_unroll(self, x: torch.Tensor, state: DNCState) -> tuple[torch.Tensor, torch.Tensor, DNCState]:
+        """x [B, T, X]: step 0 eager, whole chunks of K steps compiled, the last (T - 1) % K steps eager.
+
+        One compiled graph (forward and backward) per batch size, grad mode, dtype and device: step 0 (whose
+        initial state needs no gradient) and a short tail would each need a graph of their own, which would
+        double the compilation time for little gain."""
+        T = x.shape[1]
+        # time-major storage with standard strides: every slice x[:, t:t+K] has the same strides whatever T
+        x = x.transpose(0, 1).clone(memory_format=torch.contiguous_format).transpose(0, 1)
+        K = self._chunk
+        chunks = (T - 1) // K
+        parts = [(self.steps, 0, 1)] + [(self._compiled_steps, 1 + K * c, K) for c in range(chunks)]
+        if 1 + K * chunks < T:
+            parts.append((self.steps, 1 + K * chunks, T - 1 - K * chunks))
+        hidden, reads = [], []
+        for run, t, size in parts:
+            h, r, state = run(x[:, t : t + size], state)
+            hidden.append(h)
+            reads.append(r)
+        return torch.cat(hidden, 1), torch.cat(reads, 1), state
 
     def forward(
         self, x: torch.Tensor, state: DNCState | None = None, trace: bool = False
@@ -229,16 +343,19 @@ class DNC(nn.Module):
         if state is None:
             state = self.initial_state(B, x.device, x.dtype)
         traces: list[StepTrace] = []
-        hidden, reads = [], []
-        for t, x_t in enumerate(x.unbind(1)):
-            controller_in = torch.cat([x_t, state.read_vectors.reshape(B, -1)], dim=-1)
-            h, c = self.controller(controller_in, (state.h, state.c))
-            iface = parse_interface(self.interface(h), self.word_size, self.read_heads)
-            state, allocation = memory_step(state._replace(h=h, c=c), iface)
-            hidden.append(h)
-            reads.append(state.read_vectors.reshape(B, -1))
-            if trace:
+        if trace:
+            hidden, reads = [], []
+            for x_t in x.unbind(1):
+                state, iface = self._controller_step(x_t, state)
+                state, allocation = memory_step(state, iface, **self._linkage())
+                hidden.append(state.h)
+                reads.append(state.read_vectors.reshape(B, -1))
                 traces.append(StepTrace(iface, allocation, state))
+            hidden_t, reads_t = torch.stack(hidden, 1), torch.stack(reads, 1)
+        elif self._compiled_steps is not None and T > 0:
+            hidden_t, reads_t, state = self._compiled_unroll(x, state)
+        else:
+            hidden_t, reads_t, state = self.steps(x, state)
         # the output layer is applied once to all steps: y_t = W_y h_t + W_r r_t
-        y = self.output(torch.cat([torch.stack(hidden, 1), torch.stack(reads, 1)], dim=-1))
+        y = self.output(torch.cat([hidden_t, reads_t], dim=-1))
         return (y, state, traces) if trace else (y, state)

@@ -12,8 +12,13 @@ Pipeline for a question x (tokens) and a list of memories (key tokens, value tok
 Design choice (documented, not in the paper): **entities are not trained**. Words ("directed", "who",
 "directed_by") get learned embeddings; an entity ("The Silent River", "Ada Moreau", "1994") is embedded by a
 fixed pseudo-random unit vector derived from its name (a hashing-trick feature), in two dictionaries:
-``in`` for questions and keys (Phi_X, Phi_K) and ``out`` for values and candidates (Phi_V, Phi_Y) -- the paper
-likewise encodes window centres with a separate dictionary. Each dictionary has one learned scale. Random codes
+``in`` for questions and keys (Phi_X, Phi_K) and ``out`` for values and candidates (Phi_V, Phi_Y). Window +
+centre memories encode the window's centre entity with the second dictionary, ``out``, as Miller et al. 2016,
+Section 3.2 do ("we double the size, D, of the dictionary and encode the center of the window and the value
+using the second dictionary"): a centre code is nearly orthogonal to every ``in`` code, so a key's centre does
+not match the question's own entities (it is "more related to the answer") but matches, from the second hop on,
+the values read by the first (q_2 = R_1 (q_1 + o_1) carries ``out`` codes). Each use has one learned scale
+(``in``, centre, ``out``). Random codes
 in d dimensions are nearly orthogonal, so a question's entity matches exactly the keys that mention it, and
 ``B Phi_Y(y) . o`` is large exactly for the entities in the values just read. The trained weights (word
 embeddings, R_j, B, three scales) learn *how to read* -- which relation a question asks for -- and cannot
@@ -55,18 +60,25 @@ CANDIDATE_MASK_SCORE = -1e9
 DEFAULT_MAX_MEMORIES = 128
 
 
-def entity_codes(names: Sequence[str], dim: int, dictionary: str) -> torch.Tensor:
-    """Fixed unit-norm pseudo-random codes for entity names: [E, d], float32, deterministic in (name, dictionary).
+def entity_codes(
+    names: Sequence[str],
+    dim: int,
+    dictionary: str,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Fixed unit-norm pseudo-random codes for entity names: [E, d], deterministic in (name, dictionary).
 
-    The code of a name does not depend on which other names are listed, so an entity added later gets the same
-    kind of code as those seen in training.
+    Computed in float64 on the host (a data-preparation step, once per reader), then returned in ``dtype`` on
+    ``device``. The code of a name does not depend on which other names are listed, so an entity added later
+    gets the same kind of code as those seen in training.
     """
-    out = np.empty((len(names), dim), dtype=np.float32)
+    out = np.empty((len(names), dim), dtype=np.float64)
     for i, name in enumerate(names):
         seed = int.from_bytes(hashlib.sha256(f"{dictionary}|{name}".encode()).digest()[:8], "little")
         v = np.random.default_rng(seed).standard_normal(dim)
         out[i] = v / np.linalg.norm(v)
-    return torch.from_numpy(out)
+    return torch.tensor(out, dtype=dtype, device=device)
 
 
 class Vocab:
@@ -173,7 +185,7 @@ class KVReader:
         self.keys = [tuple(m.key) + tuple(m.center) for m in self.memories]
         self.index = build_inverted_index(self.keys)
         E = len(self.entities)
-        zero = torch.zeros(1, dim)
+        zero = torch.zeros(1, dim)  # the padding entity's code (row E); the model casts codes to its dtype/device
         self.codes_in = torch.cat([entity_codes(self.entities, dim, "in"), zero])
         self.codes_out = torch.cat([entity_codes(self.entities, dim, "out"), zero])
         self.candidates = torch.arange(E)
@@ -259,7 +271,9 @@ class KVMemNN(nn.Module):
     the paper) and entities in the last ``entity_dim`` (fixed codes, see the module docstring), so learned word
     vectors and entity codes never interfere in the dot products. Other parameters: ``R`` [H, d, d] the hop
     matrices R_j (initialised to the identity), ``B`` [d, d] the answer map applied to the candidates'
-    features, and ``log_scale`` [3] the log-scales of the entity dictionaries (``in``, ``centre``, ``out``).
+    features, and ``log_scale`` [3] the log-scales of the entity codes as used in questions and keys (``in``),
+    window centres (``out`` codes, the paper's second dictionary, Section 3.2) and values/candidates (``out``).
+    The fixed codes carried by a batch are cast to the model's dtype and device in :meth:`embed`.
     """
 
     def __init__(self, n_words: int, word_dim: int = 32, entity_dim: int = 64, hops: int = 2, init_std: float = 0.1):
@@ -274,7 +288,7 @@ class KVMemNN(nn.Module):
             self.A_words.weight[0].zero_()
         self.R = nn.Parameter(torch.eye(dim).repeat(hops, 1, 1))
         self.B = nn.Parameter(torch.eye(dim))
-        self.log_scale = nn.Parameter(torch.zeros(3))  # entity dictionaries: in (X, K), centre (K), out (V, Y)
+        self.log_scale = nn.Parameter(torch.zeros(3))  # entity codes: in (X, K), centre (K; out codes), out (V, Y)
 
     @property
     def hops(self) -> int:
@@ -296,12 +310,14 @@ class KVMemNN(nn.Module):
                 f"{self.entity_dim}: build the KVReader with entity_dim={self.entity_dim}"
             )
         s_in, s_center, s_out = self.log_scale.exp()
-        q = self._bag(batch.question_words, batch.question_entities, batch.codes_in, s_in)
-        keys = self._bag(batch.key_words, batch.key_entities, batch.codes_in, s_in)
-        center = s_center * batch.codes_in[batch.key_centers].sum(-2)
+        codes_in, codes_out = batch.codes_in.to(self.B), batch.codes_out.to(self.B)  # model dtype and device
+        q = self._bag(batch.question_words, batch.question_entities, codes_in, s_in)
+        keys = self._bag(batch.key_words, batch.key_entities, codes_in, s_in)
+        # Window + centre encoding (Miller et al. 2016, Sec. 3.2): the centre in the second dictionary (out codes)
+        center = s_center * codes_out[batch.key_centers].sum(-2)
         keys = keys + torch.cat([torch.zeros_like(keys[..., : -self.entity_dim]), center], dim=-1)
-        values = self._bag(batch.value_words, batch.value_entities, batch.codes_out, s_out)
-        y = s_out * batch.codes_out[batch.candidates]
+        values = self._bag(batch.value_words, batch.value_entities, codes_out, s_out)
+        y = s_out * codes_out[batch.candidates]
         y = torch.cat([y.new_zeros(y.shape[0], self.config.word_dim), y], dim=-1)  # Phi_Y: entity block only
         return q, keys, values, y @ self.B.transpose(0, 1)
 
@@ -323,21 +339,28 @@ def answer_loss(scores: torch.Tensor, targets: torch.Tensor, candidate_mask: tor
     """-log sum_{y correct} Softmax(scores)_y, averaged over the questions (several answers allowed).
 
     With ``candidate_mask`` [B, C], answers outside it are dropped and questions with no answer left (key
-    hashing missed every fact they need) are left out of the average: no gradient can help them.
+    hashing missed every fact they need) are left out of the average: no gradient can help them. No host
+    synchronisation: the questions left out are masked, not indexed away (0 when no question has an answer).
     """
     if candidate_mask is not None:
         targets = targets & candidate_mask
-    ok = targets.any(-1)
-    if not bool(ok.any()):
-        return scores.sum() * 0.0
-    log_p = torch.log_softmax(scores[ok], dim=-1)
-    return -(torch.logsumexp(log_p.masked_fill(~targets[ok], float("-inf")), dim=-1)).mean()
+    ok = targets.any(-1)  # [B]
+    log_p = torch.log_softmax(scores, dim=-1)
+    # a question with no answer left sums over all candidates instead: log 1 = 0, finite, and masked out below
+    keep = targets | ~ok.unsqueeze(-1)
+    per_question = -torch.logsumexp(log_p.masked_fill(~keep, float("-inf")), dim=-1)  # [B]
+    return (per_question * ok).sum() / ok.sum().clamp_min(1)
+
+
+def hits_tensor(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """:func:`hits_at_1` as a 0-dim tensor on the scores' device (no host synchronisation)."""
+    top = scores.argmax(-1)
+    return targets.gather(-1, top.unsqueeze(-1)).squeeze(-1).to(scores.dtype).mean()
 
 
 def hits_at_1(scores: torch.Tensor, targets: torch.Tensor) -> float:
     """Fraction of questions whose top-scored candidate is one of the correct answers."""
-    top = scores.argmax(-1)
-    return targets[torch.arange(len(top), device=top.device), top].float().mean().item()
+    return hits_tensor(scores, targets).item()
 
 
 # ------------------------------------------------------------------------------------------------- training
@@ -364,35 +387,44 @@ def train_kvmemnn(
 ):
     """Train with Adam on minibatches of questions; returns the :class:`mem_tutorial.train.History`.
 
-    Questions are encoded once (hashing included) and minibatches drawn with a seeded generator.
+    Questions are encoded once (hashing included) and minibatches drawn with a seeded generator on the host; a
+    step does not synchronise with the device (the memories kept per minibatch are counted from a host copy of
+    the per-question counts, and the metrics are returned as device tensors).
     """
     from mem_tutorial.train import train
 
     device = next(model.parameters()).device
     full = reader.encode(questions, device)
     targets = reader.answer_targets(answers, device)
+    counts = full.key_mask.sum(-1).cpu()  # [n] hashed memories per question, once, on the host
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     n = len(questions)
 
-    def step(i: int) -> dict[str, float]:
-        idx = torch.randint(0, n, (min(batch_size, n),), generator=gen).to(device)
-        batch = take(full, idx)
+    def step(i: int) -> dict[str, torch.Tensor]:
+        idx_host = torch.randint(0, n, (min(batch_size, n),), generator=gen)
+        idx = idx_host.to(device)
+        batch = take(full, idx, k=max(1, int(counts[idx_host].max())))
         out = model(batch)
         loss = answer_loss(out.scores, targets[idx], batch.candidate_mask)
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         opt.step()
-        return {"loss": loss.item(), "hits@1": hits_at_1(out.scores.detach(), targets[idx])}
+        return {"loss": loss.detach(), "hits@1": hits_tensor(out.scores.detach(), targets[idx])}
 
     return train(step, steps, desc=desc, log_every=max(1, steps // 100), plot_metrics=("loss",))
 
 
-def take(batch: KVBatch, idx: torch.Tensor) -> KVBatch:
-    """Rows ``idx`` of a batch (shared fields -- codes, candidates -- kept), trimmed to the longest row's K."""
-    mask = batch.key_mask[idx]
-    k = max(1, int(mask.sum(-1).max().item())) if mask.numel() else 1
+def take(batch: KVBatch, idx: torch.Tensor, k: int | None = None) -> KVBatch:
+    """Rows ``idx`` of a batch (shared fields -- codes, candidates -- kept), trimmed to the first ``k`` memories.
+
+    ``k`` defaults to the longest selected row's memory count, read from the device (a host synchronisation);
+    a training loop passes it from a host-side count instead.
+    """
+    if k is None:
+        mask = batch.key_mask[idx]
+        k = max(1, int(mask.sum(-1).max().item())) if mask.numel() else 1
     per_q = {"question_words", "question_entities"}
     shared = {"codes_in", "codes_out", "candidates"}
     per_q.add("candidate_mask")
@@ -452,7 +484,7 @@ def timed(fn, *args, **kwargs):
 
 __all__ = [
     "KVBatch", "KVConfig", "KVMemNN", "KVOutput", "KVReader", "Vocab", "answer", "answer_loss", "build_vocab",
-    "entity_codes", "evaluate", "hits_at_1", "take", "train_kvmemnn", "DEFAULT_MAX_FREQUENCY",
+    "entity_codes", "evaluate", "hits_at_1", "hits_tensor", "take", "train_kvmemnn", "DEFAULT_MAX_FREQUENCY",
     "DEFAULT_MAX_MEMORIES",
 ]
 

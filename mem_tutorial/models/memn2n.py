@@ -43,7 +43,10 @@ Other conventions (each noted where it is implemented):
   over 0..n+nblank-1 (:func:`random_noise_ages`);
 * linear start (LS, Sec. 4.2): the memory softmaxes are removed (p_i = u^T m_i) for the first epochs and put
   back afterwards; the final answer softmax is always there;
-* the nil word (index 0) has an all-zero embedding in every matrix, restored after every update.
+* the nil word (index 0) has an all-zero embedding in every matrix, restored after every update. The official
+  code also looks the nil word up (padding positions, empty slots), so its nil rows receive a gradient that
+  its per-matrix clipping counts before the row is zeroed; ``TrainConfig(nil_gradient=True)`` reproduces that
+  (:func:`_nil_terms`), and joint training needs it for task 16 (:func:`paper_recipe`).
 
 The training recipe (:func:`paper_recipe`, :func:`fit`) is Sec. 4.2: SGD without momentum, lr 0.01 halved
 every 25 epochs up to 100 (LS runs start at 0.005), batch 32 with the loss *summed* over the batch, gradients
@@ -58,6 +61,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Callable, NamedTuple
@@ -341,6 +345,70 @@ def _bags(words: torch.Tensor, real: torch.Tensor, table: torch.Tensor, U: torch
     return out
 
 
+def _nil_terms(model: "MemN2N", stories: torch.Tensor, story_mask: torch.Tensor, queries: torch.Tensor,
+               used: list[int], b_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The nil word's share of every embedded sentence, as the official code computes it (value: zero).
+
+    The official code (MemN2N-babi-matlab, LookUpTable.m; the Python port vinhkhuc/MemN2N-babi-python likewise)
+    looks up *every* word position, padding included, and every slot of its fixed-size memory, empty ones
+    included (all-nil sentences, nil time word too). The nil column of each embedding matrix is zero, so
+    this changes no output, but backprop accumulates a gradient in it: sum over nil positions of
+    l_j * dL/dm_i. Weight.m then clips each matrix by its 2-norm *with that column in it*, updates, and zeroes
+    the column again (train.m, Memory.m). The nil column can dominate the matrix norm (most positions of a
+    joint-training memory are padding), so it sets how hard the real words' gradients are clipped.
+
+    We embed only real words (``_bags``); these terms add ``w ⊙ E[nil]`` with the right weights w so that
+    autograd gives E[nil] the official gradient. Shapes: S copies, B batch, N slots, J words, d embedding,
+    ``U`` = len(used) distinct memory matrices.
+
+    Returns:
+        (words [S*B, N, U, d]: nil words of real memories; query [S*B, d]: nil words of the question (with B);
+        empty [U, S*B, d]: one empty slot's vector, (sum of all PE rows) ⊙ E[nil]).
+    """
+    S, B, N, J = stories.shape
+    d = model.config.embedding_dim
+    weight = model.embeddings[0]
+    L = model.encoding(J, weight)  # [J, d] word weights (time-word mode: first J rows of the J+1-row matrix)
+    if L is None:
+        L = torch.ones(J, d, dtype=weight.dtype, device=weight.device)
+    if model.config.time_word and model.config.encoding == "pe":  # an empty slot's time word is nil as well
+        words, time = time_word_encoding(J, d, model.config.pe_formula, dtype=weight.dtype, device=weight.device)
+        whole = words.sum(dim=0) + time
+    else:
+        whole = L.sum(dim=0)
+    rows = torch.stack([model.embeddings[i][:, NIL_INDEX] for i in used], dim=1)  # [S, U, d] (zero in value)
+    nil = ((stories == NIL_INDEX) & story_mask.unsqueeze(-1)).to(weight.dtype)  # [S, B, N, J] real slots only
+    words_term = ((nil @ L).unsqueeze(3) * rows.view(S, 1, 1, len(used), d)).reshape(S * B, N, len(used), d)
+    query = ((queries == NIL_INDEX).to(weight.dtype) @ L) * model.embeddings[b_index][:, NIL_INDEX].unsqueeze(1)
+    empty = (whole * rows).transpose(0, 1).unsqueeze(2).expand(len(used), S, B, d).reshape(len(used), S * B, d)
+    return words_term, query.reshape(S * B, d), empty
+
+
+def _read_with_empty_memories(u: torch.Tensor, memory_in: torch.Tensor, memory_out: torch.Tensor,
+                              mask: torch.Tensor, linear: bool, empty: torch.Tensor, empty_in: torch.Tensor,
+                              empty_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eqs. 1-2 with ``empty[b]`` identical empty memories (m_e = ``empty_in``, c_e = ``empty_out``, [B, d]).
+
+    The same values as :func:`memory_attention` with ``empty`` (m_e = c_e = 0 there) followed by
+    :func:`memory_output`, but m_e and c_e stay in the graph so that the nil rows they come from get their
+    gradient (:func:`_nil_terms`). Softmax: p_i = exp(s_i) / (sum_j exp(s_j) + empty * exp(u^T m_e)),
+    o = sum_i p_i c_i + empty * p_e c_e; linear start: p_i = s_i, o += empty * (u^T m_e) c_e.
+
+    Returns:
+        (p [B, N] over the real slots, o [B, d]).
+    """
+    scores = torch.einsum("bd,bnd->bn", u, memory_in)
+    s_e = (u * empty_in).sum(dim=1, keepdim=True)  # [B, 1]
+    count = empty.to(scores.dtype).unsqueeze(1)
+    if linear:
+        p = scores * mask.to(scores.dtype)
+        return p, memory_output(p, memory_out) + count * s_e * empty_out
+    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    full = torch.softmax(torch.cat([scores, torch.log(count) + s_e], dim=1), dim=1)
+    p = full[:, :-1] * mask.to(scores.dtype)
+    return p, memory_output(p, memory_out) + full[:, -1:] * empty_out
+
+
 # ------------------------------------------------------------------------------------------------- model
 
 
@@ -460,7 +528,8 @@ class MemN2N(nn.Module):
         return out
 
     def forward(self, stories: torch.Tensor, story_mask: torch.Tensor, queries: torch.Tensor,
-                ages: torch.Tensor | None = None, linear: bool = False) -> MemN2NOutput:
+                ages: torch.Tensor | None = None, linear: bool = False, nil_gradient: bool = False
+                ) -> MemN2NOutput:
         """Answer questions about stories.
 
         Args:
@@ -470,6 +539,10 @@ class MemN2N(nn.Module):
             ages: [B, N] temporal indices ([S, B, N]); default :func:`memory_ages`;
                 :func:`random_noise_ages` in training.
             linear: linear start (memory softmaxes removed).
+            nil_gradient: give the nil word's embedding rows the gradient the official code gives them
+                (:func:`_nil_terms`). The outputs are the same (those rows are zero); only the gradients of the
+                nil rows change, which matters because per-matrix clipping measures the whole matrix
+                (``TrainConfig.nil_gradient``).
 
         Returns:
             :class:`MemN2NOutput`: logits [B, V] and attention [B, H, N] (with copies [S, B, V], [S, B, H, N]).
@@ -509,6 +582,9 @@ class MemN2N(nn.Module):
             0, slots, _bags((stories + offsets).reshape(-1, J)[slots], stories.reshape(-1, J)[slots] != NIL_INDEX,
                             table, U, Vt.repeat(1, len(used))))
         sentences = sentences.reshape(S * B, N, len(used), d)
+        if nil_gradient:
+            nil_words, nil_query, nil_empty = _nil_terms(self, stories, story_mask, queries, used, b_index)
+            sentences = sentences + nil_words
         if self.temporal is not None:
             age_index = (ages + (torch.arange(S, device=ages.device) * T).view(S, 1, 1)).reshape(S * B, N)
 
@@ -525,10 +601,17 @@ class MemN2N(nn.Module):
         q_flat = (queries + offsets.view(S, 1, 1)).reshape(-1, J)
         B_table = self.embeddings[b_index].reshape(S * V, d)
         u = _bags(q_flat, (queries != NIL_INDEX).reshape(-1, J), B_table, U, Vt)  # u^1 = sum_j l_j * B q_j  [S*B, d]
+        if nil_gradient:
+            u = u + nil_query
         attention = []
         for k, (a, c) in enumerate(hops):
             ta, tc = (a, c) if self.config.tying == "adjacent" else (0, 1)
-            if self.H is None:
+            if nil_gradient and empty is not None:  # empty slots as nil-word memories m_e, c_e (value 0)
+                p, o = _read_with_empty_memories(u, embed(a, ta), embed(c, tc), flat_mask, linear, empty,
+                                                 nil_empty[used.index(a)], nil_empty[used.index(c)])
+                Hu = u if self.H is None else torch.bmm(u.view(S, B, d), self.H.transpose(1, 2)).reshape(S * B, d)
+                u = Hu + o
+            elif self.H is None:
                 u, p = memory_hop(u, embed(a, ta), embed(c, tc), flat_mask, linear, empty=empty)
             else:  # layer-wise: u^{k+1} = H u^k + o^k, with one H per copy
                 p = memory_attention(u, embed(a, ta), flat_mask, linear, empty)
@@ -561,7 +644,9 @@ class TrainConfig:
     ls_lr: float = 0.005
     # None: LS lasts exactly ls_epochs (official code). An integer p: LS also ends once the mean validation
     # loss over the copies has not improved for p epochs (the paper: "when the validation loss stopped
-    # decreasing, the softmax layers were re-inserted"), at most ls_epochs.
+    # decreasing, the softmax layers were re-inserted"), at most ls_epochs. Not recommended, and fit warns: the
+    # linear-phase validation loss oscillates (1.69, 3.72, 1.43, 2.54, ... at ~50 % validation error in joint
+    # training), so patience 2 ended LS after 5-7 of the official 30 epochs (benchmarks/RESULTS.md, issue #20).
     ls_patience: int | None = None
     random_noise: float = RANDOM_NOISE  # 0 disables RN
     seed: int = 0
@@ -574,6 +659,11 @@ class TrainConfig:
     # "permutation": every epoch visits each training question once (a fresh permutation); "replacement":
     # each batch draws its questions uniformly with replacement, as the official train.m does.
     sampling: str = "permutation"
+    # True: the nil word's embedding rows get the gradient the official code gives them (every padding word and
+    # every empty memory slot is looked up there), so per-matrix clipping measures the matrix with that row in
+    # it, as Weight.m does; the row is still zeroed after every update. Outputs are unchanged. Joint training
+    # needs it for task 16 (benchmarks/results/memn2n_section.md); see MemN2N.forward and _nil_terms.
+    nil_gradient: bool = False
 
     def __post_init__(self):
         if self.clip not in ("per_matrix", "global"):
@@ -609,9 +699,15 @@ def paper_recipe(joint: bool = False, ten_k: bool = False, linear_start: bool = 
     Single task: 100 epochs, lr halved every 25. Joint 1k: 60 epochs, halved every 15; joint 10k: 20
     epochs, halved every 5. With LS the learning rate starts at 0.005 (also after the softmaxes come back,
     as in the official config) and the linear phase lasts 20 epochs (30 for joint training).
+
+    Joint training also clips as the official code does, with the nil word's gradient in each matrix
+    (``nil_gradient=True``): without it task 16 stayed at 53 % in every joint run; with it the joint model
+    learns induction (benchmarks/results/memn2n_section.md). Single-task runs keep ``nil_gradient=False``, the
+    setting their published figures were measured with.
     """
     if joint:
-        cfg = TrainConfig(epochs=20 if ten_k else 60, anneal_every=5 if ten_k else 15, ls_epochs=30)
+        cfg = TrainConfig(epochs=20 if ten_k else 60, anneal_every=5 if ten_k else 15, ls_epochs=30,
+                          nil_gradient=True)
     else:
         cfg = TrainConfig()
     cfg.linear_start = linear_start
@@ -659,10 +755,18 @@ def _trim(stories, mask, queries):
     return stories[..., :used, :], mask[..., :used], queries
 
 
-def _stack(datasets, indices):
-    """Gather [S, B, ...] batches: copy s takes rows ``indices[s]`` of ``datasets[s]``."""
+def _extent(mask: torch.Tensor) -> torch.Tensor:
+    """[Q] one past the last filled slot of each story (0 for none), on the host: from a [Q, N] mask."""
+    mask = mask.cpu()
+    last = mask.shape[1] - mask.flip(1).to(torch.int8).argmax(dim=1)
+    return torch.where(mask.any(dim=1), last, torch.zeros_like(last))
+
+
+def _stack(datasets, indices, device=None):
+    """Gather [S, B, ...] batches: copy s takes rows ``indices[s]`` of ``datasets[s]`` (moved to ``device``)."""
     parts = [ds.subset(idx) for ds, idx in zip(datasets, indices)]
-    return [torch.stack(ts) for ts in zip(*(p.as_tuple() for p in parts))]
+    out = [torch.stack(ts) for ts in zip(*(p.as_tuple() for p in parts))]
+    return out if device is None else [t.to(device, non_blocking=True) for t in out]
 
 
 @torch.no_grad()
@@ -677,6 +781,7 @@ def evaluate_copies(model: MemN2N, datasets, batch_size: int = 1000, linear: boo
     if len(datasets) != S:
         raise ValueError(f"need one dataset per copy ({S}), got {len(datasets)}")
     was_training = model.training
+    device = model.embeddings[0].device
     model.eval()
     longest = max(len(ds) for ds in datasets)
     loss = torch.zeros(S, dtype=torch.float64)
@@ -684,7 +789,7 @@ def evaluate_copies(model: MemN2N, datasets, batch_size: int = 1000, linear: boo
     preds = [[] for _ in range(S)]
     for start in range(0, longest, batch_size):
         idx = [torch.arange(start, min(start + batch_size, longest)).clamp(max=max(len(ds) - 1, 0)) for ds in datasets]
-        stories, mask, queries, answers = _stack(datasets, idx)[:4]
+        stories, mask, queries, answers = _stack(datasets, idx, device)[:4]
         stories, mask, queries = _trim(stories, mask, queries)
         logits = model(stories, mask, queries, linear=linear).logits  # [S, b, V]
         losses = F.cross_entropy(logits.transpose(1, 2), answers, reduction="none")  # [S, b]
@@ -697,10 +802,10 @@ def evaluate_copies(model: MemN2N, datasets, batch_size: int = 1000, linear: boo
     model.train(was_training)
     out = []
     for s, ds in enumerate(datasets):
-        c = torch.cat(correct[s]) if correct[s] else torch.zeros(0, dtype=torch.bool)
+        c = torch.cat(correct[s]).cpu() if correct[s] else torch.zeros(0, dtype=torch.bool)
         out.append({"loss": float(loss[s]) / max(len(ds), 1),
                     "error": 1.0 - float(c.float().mean()) if len(c) else 0.0,
-                    "correct": c, "predictions": torch.cat(preds[s]) if preds[s] else torch.zeros(0)})
+                    "correct": c, "predictions": torch.cat(preds[s]).cpu() if preds[s] else torch.zeros(0)})
     return out
 
 
@@ -749,11 +854,20 @@ def fit(model: MemN2N, train, valid, recipe: TrainConfig, *, log: Callable[[str]
         :class:`FitResult`; the model is left holding the selected weights of every copy.
     """
     S = model.copies
+    if recipe.linear_start and recipe.ls_patience is not None:
+        warnings.warn("TrainConfig.ls_patience: the linear-start validation loss is too noisy to stop on (it ended "
+                      "joint LS after 5-7 of the official 30 epochs); prefer a fixed ls_epochs (ls_patience=None)",
+                      UserWarning, stacklevel=2)
     train = list(train) if isinstance(train, (list, tuple)) else [train] * S
     valid = list(valid) if isinstance(valid, (list, tuple)) else [valid] * S
     if len(train) != S or len(valid) != S:
         raise ValueError(f"need one train and one valid set per copy ({S})")
+    device = model.embeddings[0].device
+    # Batch orders and trim lengths are host-side index arithmetic (no device sync); random-noise ages are
+    # drawn on the model's device (on the CPU from the same generator as the orders, as before).
     generator = torch.Generator().manual_seed(recipe.seed)
+    noise_generator = generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(recipe.seed)
+    extents = [_extent(ds.story_mask) for ds in train]
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr)
     histories = [History() for _ in range(S)]
     best_error = [math.inf] * S
@@ -793,18 +907,26 @@ def fit(model: MemN2N, train, valid, recipe: TrainConfig, *, log: Callable[[str]
             else:
                 orders = [torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-need // n))])[:need]
                           for n in sizes]
-            total_loss = torch.zeros(S, dtype=torch.float64)
-            total_wrong = torch.zeros(S, dtype=torch.long)
+            # metrics accumulate on the model's device and are read once per epoch (no per-step host sync)
+            # slots used per step (one past the batch's last filled slot): host index arithmetic, read once
+            used_slots = torch.stack([e[o].view(steps_per_epoch, recipe.batch_size) for e, o in zip(extents, orders)]
+                                     ).amax(dim=(0, 2)).clamp(min=1).tolist()
+            total_loss = torch.zeros(S, dtype=torch.float64, device=device)
+            total_wrong = torch.zeros(S, dtype=torch.long, device=device)
             for step in range(steps_per_epoch):
                 window = slice(step * recipe.batch_size, (step + 1) * recipe.batch_size)
-                stories, mask, queries, answers = _stack(train, [o[window] for o in orders])[:4]
-                stories, mask, queries = _trim(stories, mask, queries)
+                batch = [o[window] for o in orders]
+                used = used_slots[step]
+                stories, mask, queries, answers = _stack(train, batch, device)[:4]
+                stories, mask = stories[..., :used, :], mask[..., :used]  # slots empty in the whole batch
                 flat_mask = mask.reshape(-1, mask.shape[-1])
                 if recipe.random_noise > 0:
-                    ages = random_noise_ages(flat_mask, recipe.random_noise, max_age=T - 1, generator=generator)
+                    ages = random_noise_ages(flat_mask, recipe.random_noise, max_age=T - 1,
+                                             generator=noise_generator)
                 else:
                     ages = memory_ages(flat_mask)
-                logits = model(stories, mask, queries, ages=ages.view(mask.shape), linear=linear).logits
+                logits = model(stories, mask, queries, ages=ages.view(mask.shape), linear=linear,
+                               nil_gradient=recipe.nil_gradient).logits
                 losses = F.cross_entropy(logits.transpose(1, 2), answers, reduction="none").sum(dim=1)  # [S]
                 optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()  # "cost is not averaged over a batch"; copies are independent
@@ -817,6 +939,7 @@ def fit(model: MemN2N, train, valid, recipe: TrainConfig, *, log: Callable[[str]
                 total_loss += losses.detach().double()
                 total_wrong += (logits.detach().argmax(dim=2) != answers).sum(dim=1)
             epoch_counter += 1
+            total_loss, total_wrong = total_loss.cpu(), total_wrong.cpu()  # the epoch's one read of the metrics
             if not torch.isfinite(total_loss).all():
                 raise FloatingPointError(f"{desc}: training loss became non-finite in epoch {epoch_counter}")
             results = evaluate_copies(model, valid, recipe.eval_batch, linear=linear)
@@ -833,6 +956,7 @@ def fit(model: MemN2N, train, valid, recipe: TrainConfig, *, log: Callable[[str]
             if improved:
                 chosen = torch.zeros(S, dtype=torch.bool)
                 chosen[improved] = True
+                chosen = chosen.to(device)
                 with torch.no_grad():
                     for name, value in model.state_dict().items():
                         sel = chosen.view(S, *([1] * (value.dim() - 1)))

@@ -165,12 +165,14 @@ class NTM(nn.Module):
         if cfg.memory_init == "constant":
             memory = torch.full((B, N, W), MEMORY_INIT_CONSTANT, device=device, dtype=p.dtype)
         elif cfg.memory_init == "learned":
-            memory = self.memory_bias.to(device).unsqueeze(0).expand(B, N, W).clone()
-        else:
-            noise = torch.randn(B, N, W, generator=generator, device=generator.device if generator else device)
-            memory = (MEMORY_INIT_STD * noise).to(device=device, dtype=p.dtype)
+            memory = self.memory_bias.to(device=device, dtype=p.dtype).unsqueeze(0).expand(B, N, W).clone()
+        elif generator is None or generator.device == device:  # sampled where it is used, in the model's dtype
+            memory = torch.randn(B, N, W, generator=generator, device=device, dtype=p.dtype).mul_(MEMORY_INIT_STD)
+        else:  # a generator on another device (e.g. a CPU generator for a CUDA model) samples there: one copy
+            noise = torch.randn(B, N, W, generator=generator, device=generator.device, dtype=p.dtype)
+            memory = noise.mul_(MEMORY_INIT_STD).to(device, non_blocking=True)
         one_hot = torch.zeros(B, 1, N, device=device, dtype=p.dtype)
-        one_hot[..., 0] = 1.0
+        one_hot[..., 0] = 1.0  # a fill on the device, no host copy
         read_w = one_hot.expand(B, cfg.read_heads, N).clone()
         write_w = one_hot.expand(B, cfg.write_heads, N).clone()
         reads = access.read(memory, read_w)

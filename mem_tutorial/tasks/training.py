@@ -54,9 +54,13 @@ def task_loss(logits: torch.Tensor, batch: TaskBatch) -> torch.Tensor:
 class ConvergenceMonitor:
     """Counts training sequences until the cost averaged over the last ``window`` sequences is < ``threshold``.
 
-    The criterion is checked once per :meth:`update` (per training batch), so ``converged_at`` is a multiple of
+    The criterion is checked once per update (per training batch), so ``converged_at`` is a multiple of
     the batch size. ``converged_at``: the number of sequences seen when that first happened (None before). ``relapsed``:
     whether the windowed average later exceeded ``threshold`` again (checked once per update).
+
+    :meth:`push` records a batch's costs without reading them (they may stay on the GPU); they are read on the
+    host, all pending batches at once, when ``mean``, ``converged_at``, ``relapsed_at`` or ``worst_after`` is
+    next read, with the same per-update checks as if each had been read at once. :meth:`update` is push + read.
     """
 
     def __init__(self, window: int = 1000, threshold: float = 0.1):
@@ -64,30 +68,65 @@ class ConvergenceMonitor:
         self.costs: deque[float] = deque(maxlen=window)
         self.total = 0.0
         self.seen = 0
-        self.converged_at: int | None = None
-        self.relapsed_at: int | None = None
-        self.worst_after = 0.0
+        self._pending: list[torch.Tensor] = []
+        self._converged_at: int | None = None
+        self._relapsed_at: int | None = None
+        self._worst_after = 0.0
+        self._read = 0  # sequences already read
+
+    def push(self, costs_per_sequence: torch.Tensor) -> None:
+        """Record one update's costs [B] (any device) without a host synchronisation."""
+        self._pending.append(costs_per_sequence.detach().reshape(-1))
+        self.seen += costs_per_sequence.numel()
 
     def update(self, costs_per_sequence: torch.Tensor) -> float:
-        for c in costs_per_sequence.tolist():
+        """:meth:`push`, then read everything pending; returns the windowed mean."""
+        self.push(costs_per_sequence)
+        return self.mean
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        sizes = [len(c) for c in self._pending]
+        values = torch.cat([c.to(self._pending[0].device) for c in self._pending]).tolist()  # one read
+        self._pending.clear()
+        pos = 0
+        for size in sizes:
+            for c in values[pos : pos + size]:
+                if len(self.costs) == self.window:
+                    self.total -= self.costs[0]
+                self.costs.append(c)
+                self.total += c
+            pos += size
+            self._read += size
             if len(self.costs) == self.window:
-                self.total -= self.costs[0]
-            self.costs.append(c)
-            self.total += c
-        self.seen += len(costs_per_sequence)
-        mean = self.mean
-        if len(self.costs) == self.window:
-            if self.converged_at is None and mean < self.threshold:
-                self.converged_at = self.seen
-            elif self.converged_at is not None:
-                self.worst_after = max(self.worst_after, mean)
-                if mean >= self.threshold and self.relapsed_at is None:
-                    self.relapsed_at = self.seen
-        return mean
+                mean = self.total / len(self.costs)
+                if self._converged_at is None and mean < self.threshold:
+                    self._converged_at = self._read
+                elif self._converged_at is not None:
+                    self._worst_after = max(self._worst_after, mean)
+                    if mean >= self.threshold and self._relapsed_at is None:
+                        self._relapsed_at = self._read
 
     @property
     def mean(self) -> float:
+        self._flush()
         return self.total / max(1, len(self.costs))
+
+    @property
+    def converged_at(self) -> int | None:
+        self._flush()
+        return self._converged_at
+
+    @property
+    def relapsed_at(self) -> int | None:
+        self._flush()
+        return self._relapsed_at
+
+    @property
+    def worst_after(self) -> float:
+        self._flush()
+        return self._worst_after
 
 
 @dataclass
@@ -163,15 +202,20 @@ def train_on_task(
     kwargs = dict(task_kwargs or {})
     steps = -(-max_sequences // batch_size)
 
-    def step(i: int) -> dict[str, float]:
+    annealed = False
+
+    def step(i: int) -> dict:
+        # metrics stay on the device; train() reads them every log_every steps (no per-step host sync)
+        nonlocal annealed
         batch = make_batch(batch_size, generator=gen, **kwargs).to(device)
         loss, cost = train_step(model, opt, batch, clip)
-        converged_before = mon.converged_at is not None
-        avg = mon.update(cost.cpu())
-        if anneal_on_converge is not None and not converged_before and mon.converged_at is not None:
+        mon.push(cost)
+        if anneal_on_converge is not None and not annealed and mon.converged_at is not None:
+            # annealing must act on the update that converged: read the costs every step until then
+            annealed = True
             for group in opt.param_groups:
                 group["lr"] *= anneal_on_converge
-        return {"loss": loss.item(), "bits": cost.mean().item(), "avg_bits": avg, "sequences": mon.seen}
+        return {"loss": loss, "bits": cost.mean(), "avg_bits": lambda: mon.mean, "sequences": mon.seen}
 
     def stop(h: History) -> bool:
         return stop_after is not None and mon.converged_at is not None and mon.seen >= mon.converged_at + stop_after
@@ -214,11 +258,11 @@ def sequence_errors(
         b = min(batch_size, sequences - n)
         batch = make_batch(b, generator=gen, **(task_kwargs or {})).to(device)
         logits, _ = model(batch.inputs)
-        errors.append(bits_error(logits, batch.targets, batch.masks).cpu())
-        ce.append(cross_entropy_bits(logits, batch.targets, batch.masks).cpu())
+        errors.append(bits_error(logits, batch.targets, batch.masks))
+        ce.append(cross_entropy_bits(logits, batch.targets, batch.masks))
         n += b
     model.train(was_training)
-    return torch.cat(errors), torch.cat(ce)
+    return torch.cat(errors).cpu(), torch.cat(ce).cpu()  # one copy to the host at the end
 
 
 @torch.no_grad()

@@ -95,12 +95,15 @@ def interpolate(content_w, prev_w, gate):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_interpolate", "points": 2}
-wc = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-wp = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
-out = interpolate(wc, wp, torch.tensor([0.25, 1.0]))
-assert out.shape == (2, 3), f"expected shape [B, N] = [2, 3], got {list(out.shape)}"
-assert torch.allclose(out, torch.tensor([[0.25, 0.0, 0.75], [0.0, 1.0, 0.0]])), out
-print("interpolate: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("2.1", "interpolate"):
+    wc = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    wp = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    out = interpolate(wc, wp, torch.tensor([0.25, 1.0]))
+    assert out.shape == (2, 3), f"expected shape [B, N] = [2, 3], got {list(out.shape)}"
+    assert torch.allclose(out, torch.tensor([[0.25, 0.0, 0.75], [0.0, 1.0, 0.0]])), out
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_distribution, assert_own_work
 
@@ -141,12 +144,15 @@ def shift(weights, shift_dist):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_shift", "points": 3}
-w = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0]])
-out = shift(w, torch.tensor([[0.0, 0.0, 1.0]]))
-assert out.shape == (1, 5), f"expected shape [B, N] = [1, 5], got {list(out.shape)}"
-assert torch.allclose(out, torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0]])), f"offset +1 must move slot 1 to slot 2: {out}"
-assert torch.allclose(shift(w, torch.tensor([[0.5, 0.5, 0.0]])), torch.tensor([[0.5, 0.5, 0.0, 0.0, 0.0]]))
-print("shift: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("2.2", "shift"):
+    w = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0]])
+    out = shift(w, torch.tensor([[0.0, 0.0, 1.0]]))
+    assert out.shape == (1, 5), f"expected shape [B, N] = [1, 5], got {list(out.shape)}"
+    assert torch.allclose(out, torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0]])), f"offset +1 must move slot 1 to slot 2: {out}"
+    assert torch.allclose(shift(w, torch.tensor([[0.5, 0.5, 0.0]])), torch.tensor([[0.5, 0.5, 0.0, 0.0, 0.0]]))
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_distribution, assert_own_work
 
@@ -194,11 +200,14 @@ def sharpen(weights, gamma, eps=1e-12):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_sharpen", "points": 2}
-w = torch.tensor([[0.5, 0.25, 0.25]])
-out = sharpen(w, torch.tensor([2.0]))
-assert out.shape == (1, 3), f"expected shape [B, N] = [1, 3], got {list(out.shape)}"
-assert torch.allclose(out, torch.tensor([[4 / 6, 1 / 6, 1 / 6]])), out
-print("sharpen: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("2.3", "sharpen"):
+    w = torch.tensor([[0.5, 0.25, 0.25]])
+    out = sharpen(w, torch.tensor([2.0]))
+    assert out.shape == (1, 3), f"expected shape [B, N] = [1, 3], got {list(out.shape)}"
+    assert torch.allclose(out, torch.tensor([[4 / 6, 1 / 6, 1 / 6]])), out
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_distribution, assert_own_work
 
@@ -239,13 +248,16 @@ def address(memory, key, beta, gate, shift_dist, gamma, prev_w):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_address", "points": 2}
-M = torch.eye(4).unsqueeze(0)                       # [1, 4, 4]: slot i holds the unit vector e_i
-prev = torch.tensor([[0.0, 0.0, 1.0, 0.0]])          # focused on slot 2
-w = address(M, torch.tensor([[1.0, 0.0, 0.0, 0.0]]), torch.tensor([50.0]), torch.tensor([0.0]),
-            torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([1.0]), prev)
-assert w.shape == (1, 4), f"expected shape [B, N] = [1, 4], got {list(w.shape)}"
-assert torch.allclose(w, torch.tensor([[0.0, 0.0, 0.0, 1.0]]), atol=1e-5), f"g = 0, shift +1 from slot 2: {w}"
-print("address: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("2.4", "address"):
+    M = torch.eye(4).unsqueeze(0)                       # [1, 4, 4]: slot i holds the unit vector e_i
+    prev = torch.tensor([[0.0, 0.0, 1.0, 0.0]])          # focused on slot 2
+    w = address(M, torch.tensor([[1.0, 0.0, 0.0, 0.0]]), torch.tensor([50.0]), torch.tensor([0.0]),
+                torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([1.0]), prev)
+    assert w.shape == (1, 4), f"expected shape [B, N] = [1, 4], got {list(w.shape)}"
+    assert torch.allclose(w, torch.tensor([[0.0, 0.0, 0.0, 1.0]]), atol=1e-5), f"g = 0, shift +1 from slot 2: {w}"
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_distribution, assert_own_work
 
@@ -337,14 +349,17 @@ def read_head_step(memory, prev_w, raw):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_read_head_step", "points": 2}
-M = torch.eye(4).unsqueeze(0)
-raw = torch.zeros(1, 4 + 3 + 3)
-raw[0, 5] = -20.0          # gate ~ 0: keep the previous focus
-raw[0, 8] = 20.0           # all shift mass on offset +1
-r, w = read_head_step(M, torch.tensor([[1.0, 0.0, 0.0, 0.0]]), raw)
-assert r.shape == (1, 4) and w.shape == (1, 4), f"expected [1, 4] and [1, 4], got {list(r.shape)}, {list(w.shape)}"
-assert w.argmax().item() == 1, f"gate ~ 0 and shift +1 from slot 0 must focus on slot 1: {w}"
-print("read_head_step: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("2.5", "read_head_step"):
+    M = torch.eye(4).unsqueeze(0)
+    raw = torch.zeros(1, 4 + 3 + 3)
+    raw[0, 5] = -20.0          # gate ~ 0: keep the previous focus
+    raw[0, 8] = 20.0           # all shift mass on offset +1
+    r, w = read_head_step(M, torch.tensor([[1.0, 0.0, 0.0, 0.0]]), raw)
+    assert r.shape == (1, 4) and w.shape == (1, 4), f"expected [1, 4] and [1, 4], got {list(r.shape)}, {list(w.shape)}"
+    assert w.argmax().item() == 1, f"gate ~ 0 and shift +1 from slot 0 must focus on slot 1: {w}"
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close
 

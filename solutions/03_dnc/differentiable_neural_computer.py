@@ -102,12 +102,14 @@ def usage_update(prev_usage, prev_write_weights, free_gates, prev_read_weights):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_usage_update", "points": 2}
-# Visible checks: run this cell to test your answer.
-u = usage_update(torch.tensor([[0.5, 0.5, 0.0]]), torch.tensor([[0.0, 0.5, 1.0]]),
-                 torch.tensor([[1.0, 0.5]]), torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]]))
-assert u.shape == (1, 3), f"expected shape [B, N] = [1, 3], got {list(u.shape)}"
-assert torch.allclose(u, torch.tensor([[0.0, 0.5625, 0.75]])), u
-print("usage_update: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("3.1", "usage_update"):
+    u = usage_update(torch.tensor([[0.5, 0.5, 0.0]]), torch.tensor([[0.0, 0.5, 1.0]]),
+                     torch.tensor([[1.0, 0.5]]), torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]]))
+    assert u.shape == (1, 3), f"expected shape [B, N] = [1, 3], got {list(u.shape)}"
+    assert torch.allclose(u, torch.tensor([[0.0, 0.5625, 0.75]])), u
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 
@@ -169,12 +171,15 @@ def allocation_weighting(usage):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_allocation_weighting", "points": 3}
-a = allocation_weighting(torch.tensor([[0.4, 0.1, 0.9]]))
-assert a.shape == (1, 3), f"expected shape [B, N] = [1, 3], got {list(a.shape)}"
-assert torch.allclose(a, torch.tensor([[0.06, 0.9, 0.004]]), atol=1e-6), a
-assert torch.allclose(allocation_weighting(torch.zeros(1, 4)), torch.tensor([[1.0, 0.0, 0.0, 0.0]])), \
-    "an empty memory allocates the first slot"
-print("allocation_weighting: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("3.2", "allocation_weighting"):
+    a = allocation_weighting(torch.tensor([[0.4, 0.1, 0.9]]))
+    assert a.shape == (1, 3), f"expected shape [B, N] = [1, 3], got {list(a.shape)}"
+    assert torch.allclose(a, torch.tensor([[0.06, 0.9, 0.004]]), atol=1e-6), a
+    assert torch.allclose(allocation_weighting(torch.zeros(1, 4)), torch.tensor([[1.0, 0.0, 0.0, 0.0]])), \
+        "an empty memory allocates the first slot"
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 
@@ -257,16 +262,20 @@ def link_update(prev_link, prev_precedence, write_weights):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_temporal_link", "points": 3}
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
 # write slot 2, then slot 0: the link must say "0 came right after 2"
-N = 3
-L, p = torch.zeros(1, N, N), torch.zeros(1, N)
-for slot in (2, 0):
-    w = F.one_hot(torch.tensor([slot]), N).float()
-    L, p = link_update(L, p, w), precedence_update(p, w)
-assert L.shape == (1, N, N) and p.shape == (1, N), (L.shape, p.shape)
-assert torch.allclose(p, torch.tensor([[1.0, 0.0, 0.0]])), p
-assert torch.allclose(L[0], torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])), L
-print("precedence_update and link_update: visible checks passed")
+
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("3.3", "precedence_update and link_update"):
+    N = 3
+    L, p = torch.zeros(1, N, N), torch.zeros(1, N)
+    for slot in (2, 0):
+        w = F.one_hot(torch.tensor([slot]), N).float()
+        L, p = link_update(L, p, w), precedence_update(p, w)
+    assert L.shape == (1, N, N) and p.shape == (1, N), (L.shape, p.shape)
+    assert torch.allclose(p, torch.tensor([[1.0, 0.0, 0.0]])), p
+    assert torch.allclose(L[0], torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])), L
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 
@@ -331,16 +340,20 @@ def read_weighting(link, prev_read_weights, content, read_modes):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_read_modes", "points": 2}
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
 # writes in the order 2 -> 0 -> 1; the head read slot 0
-L = torch.tensor([[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
-prev = torch.tensor([[[1.0, 0.0, 0.0]]])
-c = torch.tensor([[[0.0, 0.0, 0.0]]])
-fwd = read_weighting(L, prev, c, torch.tensor([[[0.0, 0.0, 1.0]]]))
-assert fwd.shape == (1, 1, 3), f"expected shape [B, R, N] = [1, 1, 3], got {list(fwd.shape)}"
-assert torch.allclose(fwd, torch.tensor([[[0.0, 1.0, 0.0]]])), f"forward from slot 0 must reach slot 1, got {fwd}"
-bwd = read_weighting(L, prev, c, torch.tensor([[[1.0, 0.0, 0.0]]]))
-assert torch.allclose(bwd, torch.tensor([[[0.0, 0.0, 1.0]]])), f"backward from slot 0 must reach slot 2, got {bwd}"
-print("read_weighting: visible checks passed")
+
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("3.4", "read_weighting"):
+    L = torch.tensor([[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    prev = torch.tensor([[[1.0, 0.0, 0.0]]])
+    c = torch.tensor([[[0.0, 0.0, 0.0]]])
+    fwd = read_weighting(L, prev, c, torch.tensor([[[0.0, 0.0, 1.0]]]))
+    assert fwd.shape == (1, 1, 3), f"expected shape [B, R, N] = [1, 1, 3], got {list(fwd.shape)}"
+    assert torch.allclose(fwd, torch.tensor([[[0.0, 1.0, 0.0]]])), f"forward from slot 0 must reach slot 1, got {fwd}"
+    bwd = read_weighting(L, prev, c, torch.tensor([[[1.0, 0.0, 0.0]]]))
+    assert torch.allclose(bwd, torch.tensor([[[0.0, 0.0, 1.0]]])), f"backward from slot 0 must reach slot 2, got {bwd}"
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 

@@ -128,11 +128,14 @@ def position_encoding(J, d):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_position_encoding", "points": 2}
-L = position_encoding(2, 2)
-assert L.shape == (2, 2), f"expected shape [J, d] = [2, 2], got {list(L.shape)}"
-assert torch.allclose(L, torch.tensor([[0.5, 0.5], [0.5, 1.0]]), atol=1e-6), L
-assert position_encoding(6, 20).shape == (6, 20), "the shape must be [J, d]"
-print("position_encoding: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("4.1", "position_encoding"):
+    L = position_encoding(2, 2)
+    assert L.shape == (2, 2), f"expected shape [J, d] = [2, 2], got {list(L.shape)}"
+    assert torch.allclose(L, torch.tensor([[0.5, 0.5], [0.5, 1.0]]), atol=1e-6), L
+    assert position_encoding(6, 20).shape == (6, 20), "the shape must be [J, d]"
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 
@@ -202,17 +205,20 @@ def memory_hop(u, memory_in, memory_out, mask):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_memory_hop", "points": 3}
-u = torch.tensor([[1.0, 0.0]])
-m = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 0.0]]])          # slot 2 is padding
-c = torch.tensor([[[10.0, 0.0], [0.0, 10.0], [99.0, 99.0]]])
-mask = torch.tensor([[True, True, False]])
-u_next, p = memory_hop(u, m, c, mask)
-assert p.shape == (1, 3) and u_next.shape == (1, 2), (p.shape, u_next.shape)
-e = torch.exp(torch.tensor([1.0, 0.0]))
-assert torch.allclose(p[0, :2], e / e.sum(), atol=1e-5), p
-assert float(p[0, 2]) == 0.0, "the padding slot must get zero attention"
-assert torch.allclose(u_next, u + p[:, :2] @ c[0, :2], atol=1e-4), u_next
-print("memory_hop: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("4.2", "memory_hop"):
+    u = torch.tensor([[1.0, 0.0]])
+    m = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 0.0]]])          # slot 2 is padding
+    c = torch.tensor([[[10.0, 0.0], [0.0, 10.0], [99.0, 99.0]]])
+    mask = torch.tensor([[True, True, False]])
+    u_next, p = memory_hop(u, m, c, mask)
+    assert p.shape == (1, 3) and u_next.shape == (1, 2), (p.shape, u_next.shape)
+    e = torch.exp(torch.tensor([1.0, 0.0]))
+    assert torch.allclose(p[0, :2], e / e.sum(), atol=1e-5), p
+    assert float(p[0, 2]) == 0.0, "the padding slot must get zero attention"
+    assert torch.allclose(u_next, u + p[:, :2] @ c[0, :2], atol=1e-4), u_next
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_distribution, assert_own_work
 
@@ -289,16 +295,19 @@ def adjacent_memn2n(stories, mask, queries, embeddings, encoding):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_adjacent_memn2n", "points": 3}
-_gen = torch.Generator().manual_seed(0)
-E = [torch.randn(9, 4, generator=_gen) for _ in range(3)]           # K = 2 hops, V = 9, d = 4
-stories = torch.randint(1, 9, (2, 5, 3), generator=_gen)
-mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
-queries = torch.randint(1, 9, (2, 3), generator=_gen)
-logits, attention = adjacent_memn2n(stories, mask, queries, E, M.position_encoding(3, 4))
-assert logits.shape == (2, 9), f"logits: expected [B, V] = [2, 9], got {list(logits.shape)}"
-assert attention.shape == (2, 2, 5), f"attention: expected [B, K, N] = [2, 2, 5], got {list(attention.shape)}"
-assert (attention[1, :, 2:] == 0).all(), "padding slots must get zero attention in every hop"
-print("adjacent_memn2n: visible checks passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("4.3", "adjacent_memn2n"):
+    _gen = torch.Generator().manual_seed(0)
+    E = [torch.randn(9, 4, generator=_gen) for _ in range(3)]           # K = 2 hops, V = 9, d = 4
+    stories = torch.randint(1, 9, (2, 5, 3), generator=_gen)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    queries = torch.randint(1, 9, (2, 3), generator=_gen)
+    logits, attention = adjacent_memn2n(stories, mask, queries, E, M.position_encoding(3, 4))
+    assert logits.shape == (2, 9), f"logits: expected [B, V] = [2, 9], got {list(logits.shape)}"
+    assert attention.shape == (2, 2, 5), f"attention: expected [B, K, N] = [2, 2, 5], got {list(attention.shape)}"
+    assert (attention[1, :, 2:] == 0).all(), "padding slots must get zero attention in every hop"
 ### BEGIN HIDDEN TESTS
 from mem_tutorial.grading.checks import assert_close, assert_own_work
 

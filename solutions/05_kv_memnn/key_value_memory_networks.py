@@ -115,8 +115,11 @@ for kind in ("kb", "sentence", "window+center+title"):
 #
 # Reading thousands of memories for every question would be slow and noisy. The paper first selects
 # candidates with an **inverted index**: *"we find a subset of memories whose key shares at least one word with
-# the question with frequency < F"* (F = 1000 on WikiMovies; it also ignores stop words). A word's frequency
-# here is the number of keys that contain it.
+# the question with frequency < F = 1000 (to ignore stop words)"*. The frequency cut-off **is** the paper's
+# stop-word filter: a word found in 1,000 or more keys (*the*, *of*, *film*) selects nothing. A word's frequency
+# here is the number of keys that contain it. Our generated world is small, so its default cut-off is lower
+# (F = 100), and the library also drops a short explicit stop-word list, which only matters for a function word
+# that happens to be rarer than F.
 #
 # **Exercise 1 (3 points).** Write `inverted_index(keys)`, mapping each word to the sorted ids of the keys that
 # contain it (a key counts once even if the word repeats), and `key_hashing(question, index, max_frequency,
@@ -150,15 +153,18 @@ def key_hashing(question, index, max_frequency, stop_words=STOP_WORDS):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_key_hashing", "points": 3}
-toy_keys = [["Blade Runner", "directed_by"], ["Blade Runner", "release_year"], ["Ridley Scott", "directed_by_inv"],
-            ["Alien", "directed_by"], ["the", "film", "Alien", "is", "scary", "Alien"], ["the", "film", "is", "long"]]
-toy_index = inverted_index(toy_keys)
-assert toy_index["Alien"] == [3, 4], toy_index.get("Alien")
-assert toy_index["directed_by"] == [0, 3]
-assert key_hashing(["who", "directed", "Alien", "?"], toy_index, 3) == [3, 4]
-assert key_hashing(["who", "directed", "Alien", "?"], toy_index, 2) == [], "frequency must be strictly below F"
-assert key_hashing(["the", "is"], toy_index, 100) == [], "stop words never select memories"
-print("visible tests passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("5.1", "inverted_index and key_hashing"):
+    toy_keys = [["Blade Runner", "directed_by"], ["Blade Runner", "release_year"], ["Ridley Scott", "directed_by_inv"],
+                ["Alien", "directed_by"], ["the", "film", "Alien", "is", "scary", "Alien"], ["the", "film", "is", "long"]]
+    toy_index = inverted_index(toy_keys)
+    assert toy_index["Alien"] == [3, 4], toy_index.get("Alien")
+    assert toy_index["directed_by"] == [0, 3]
+    assert key_hashing(["who", "directed", "Alien", "?"], toy_index, 3) == [3, 4]
+    assert key_hashing(["who", "directed", "Alien", "?"], toy_index, 2) == [], "frequency must be strictly below F"
+    assert key_hashing(["the", "is"], toy_index, 100) == [], "stop words never select memories"
 ### BEGIN HIDDEN TESTS
 import random as _random
 
@@ -231,13 +237,16 @@ def value_reading(weights, values):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_key_addressing", "points": 3}
-_q = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-_k = torch.tensor([[[2.0, 5.0], [0.0, 1.0], [9.0, 9.0]]], dtype=torch.float64)
-_m = torch.tensor([[True, True, False]])
-_e = torch.exp(torch.tensor(2.0, dtype=torch.float64))
-assert_close(key_addressing(_q, _k, _m), torch.tensor([[_e / (_e + 1), 1 / (_e + 1), 0.0]], dtype=torch.float64),
-             "key_addressing on the hand-checked example")
-print("visible tests passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("5.2", "key_addressing"):
+    _q = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    _k = torch.tensor([[[2.0, 5.0], [0.0, 1.0], [9.0, 9.0]]], dtype=torch.float64)
+    _m = torch.tensor([[True, True, False]])
+    _e = torch.exp(torch.tensor(2.0, dtype=torch.float64))
+    assert_close(key_addressing(_q, _k, _m), torch.tensor([[_e / (_e + 1), 1 / (_e + 1), 0.0]], dtype=torch.float64),
+                 "key_addressing on the hand-checked example")
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(11)
 for _B, _K, _d in [(3, 5, 4), (2, 7, 3)]:
@@ -265,10 +274,13 @@ assert torch.isfinite(_qq.grad).all() and torch.isfinite(_kk.grad).all(), "gradi
 ### END HIDDEN TESTS
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_value_reading", "points": 1}
-_p = torch.tensor([[0.25, 0.75, 0.0]], dtype=torch.float64)
-_v = torch.tensor([[[4.0, 0.0], [0.0, 4.0], [100.0, 100.0]]], dtype=torch.float64)
-assert_close(value_reading(_p, _v), torch.tensor([[1.0, 3.0]], dtype=torch.float64), "value_reading")
-print("visible tests passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("5.2", "value_reading"):
+    _p = torch.tensor([[0.25, 0.75, 0.0]], dtype=torch.float64)
+    _v = torch.tensor([[[4.0, 0.0], [0.0, 4.0], [100.0, 100.0]]], dtype=torch.float64)
+    assert_close(value_reading(_p, _v), torch.tensor([[1.0, 3.0]], dtype=torch.float64), "value_reading")
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(12)
 _p = torch.softmax(torch.randn(3, 5, generator=_g, dtype=torch.float64), -1)
@@ -301,10 +313,13 @@ def hop_update(query, read, R):
 
 
 # %% nbgrader={"schema_version": 3, "grade": true, "solution": false, "locked": true, "task": false, "grade_id": "test_hop_update", "points": 2}
-_R = torch.tensor([[0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
-assert_close(hop_update(torch.tensor([[1.0, 2.0]], dtype=torch.float64), torch.tensor([[0.0, 1.0]], dtype=torch.float64),
-                        _R), torch.tensor([[3.0, 0.0]], dtype=torch.float64), "hop_update (R acts on column vectors)")
-print("visible tests passed")
+# Visible checks: run this cell to test your answer (it reports and carries on when a check fails).
+from mem_tutorial.grading.selfcheck import exercise
+
+with exercise("5.3", "hop_update"):
+    _R = torch.tensor([[0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    assert_close(hop_update(torch.tensor([[1.0, 2.0]], dtype=torch.float64), torch.tensor([[0.0, 1.0]], dtype=torch.float64),
+                            _R), torch.tensor([[3.0, 0.0]], dtype=torch.float64), "hop_update (R acts on column vectors)")
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(13)
 _q, _o = torch.randn(4, 3, generator=_g, dtype=torch.float64), torch.randn(4, 3, generator=_g, dtype=torch.float64)
@@ -354,8 +369,10 @@ for j in range(2):
 #
 # **A design note (our choice, not the paper's).** Words (*directed*, *who*, `directed_by`) get learned
 # embeddings; **entities** (films, people, years...) get *fixed* pseudo-random codes derived from their names,
-# one dictionary for questions and keys and another for values and answers (the paper likewise uses a separate
-# dictionary for window centres). Random codes are nearly orthogonal, so the only thing the model *can* learn is
+# one dictionary for questions and keys and a second one for values and answers. Window + centre memories encode
+# the window's centre entity with the second dictionary, as the paper does (Section 3.2: *"we double the size, D,
+# of the dictionary and encode the center of the window and the value using the second dictionary"*). Random
+# codes are nearly orthogonal, so the only thing the model *can* learn is
 # how to read — which relation a question asks for — and never which person directed which film. We also score
 # as answers only the entities present in the values of the hashed memories (the paper scores every entity; the
 # benchmark reports both). Facts therefore live only in memory, which is what makes test-time editing work by
@@ -403,6 +420,12 @@ print(f"trained KV-MemNN on KB memories: test hits@1 = {kb_hits:.4g}")
 # shipped checkpoints). Documents are harder for the same reasons as in the paper: some sentences say "It" instead
 # of the film's title, so key hashing cannot find them; a sentence holds several entities that its bag-of-words
 # value cannot tell apart; a 7-token window often misses the film's title.
+#
+# The centre encoding adds little here: window + centre + title scores about the same as window + title (67.3
+# against 66.9 in the benchmark, a difference another seed could undo). Its second-dictionary code does not match
+# anything in the question; from the second hop on it matches the values the first hop read (q₂ = R₁(q₁ + o₁)
+# carries second-dictionary codes), and the trained model does use it: it learned a centre scale of about 3, well
+# above the 1 it started from (printed below). The paper's documents reach 76.2 with the same encoding.
 
 # %%
 docs_model, docs_vocab, docs_payload = load_pretrained("window+center+title")
@@ -415,6 +438,19 @@ live = {"kb": kb_hits, "window+center+title": docs_hits}
 for kind, figures in bench.items():
     now = f"{100 * live[kind]:.1f}" if kind in live else ""
     print(f"{kind:34s} {paper.get(kind, '-'):>18s} {100 * figures['hits@1']:>17.1f} {now:>12s}")
+center_scale = docs_model.log_scale.exp()[1].item()
+print(f"learned scale of the window-centre codes: {center_scale:.2f} (initialised to 1)")
+
+# %%
+# Claims as checks: KB memories far ahead of documents; the paper's ordering sentence < window < window + title
+# <= window + centre + title (within a point); the centre code used (scale well above its initial 1); the live
+# figures are the benchmark's.
+hits = {kind: figures["hits@1"] for kind, figures in bench.items()}
+assert abs(live["kb"] - hits["kb"]) < 0.01 and abs(live["window+center+title"] - hits["window+center+title"]) < 0.01
+assert hits["kb"] > hits["window+center+title"] + 0.2, hits
+assert hits["sentence"] < hits["window"] < hits["window+title"] <= hits["window+center+title"] + 0.01, hits
+assert abs(hits["window+center+title"] - hits["window+title"]) < 0.02, "centre encoding: 'about the same'"
+assert center_scale > 2, f"the trained model should weight the centre codes up, scale {center_scale:.2f}"
 
 # %% [markdown]
 # ## 7. Which keys does it read?
@@ -431,6 +467,24 @@ for i in order[:6]:
     m = kb_reader.memories[result["memories"][int(i)]]
     print(f"  hop1 {result['weights'][0, i]:.4f}  hop2 {result['weights'][1, i]:.4f}  {m.key} -> {m.value}")
 print("answer:", [(a, round(p, 4)) for a, p in result["answers"][:3]])
+
+# %% [markdown]
+# The three `starred_actors` keys get the same weight, about 1/3 each, yet one actor gets probability 1.0 and the
+# other two 0.0. Both are what training asked for. The three keys hold the same words and the same film, so
+# nothing can tell them apart: the read o is the mean of the three actors' value codes. Each candidate's score is
+# its code (through B) against that mean, so the three actors score almost alike, apart from small cross-talk
+# between nearly orthogonal codes; the learned scales make all scores so large that those small differences
+# decide the softmax.
+# The loss, $-\log \sum_{y\ 	ext{correct}} p(y)$, is satisfied as well by all the mass on one correct actor as by
+# a third on each, so nothing pushes the model to share it; hits@1 counts the answer right. (To list *all* actors
+# one would read the values the keys point to, not the softmax over answers.)
+
+# %%
+# Claim as check: equal weights on the three actor keys (each hop), one correct actor with (almost) all the mass.
+top3 = result["weights"][:, order[:3]]
+assert torch.allclose(top3, torch.full_like(top3, 1 / 3), atol=0.01), top3
+best, p_best = result["answers"][0]
+assert best in q.answers and p_best > 0.99, result["answers"][:3]
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 2.2))
