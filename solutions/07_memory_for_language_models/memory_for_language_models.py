@@ -12,8 +12,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mem-tutorial/mem-tutorial/blob/main/notebooks/07_memory_for_language_models/memory_for_language_models.ipynb)
-# [![Course home](https://img.shields.io/badge/course-mem--tutorial-blue)](https://github.com/mem-tutorial/mem-tutorial)
+# @course-badges
 #
 # # Chapter 7 — Memory for language models and beyond text: kNN-LM, retrieve-then-generate, one-shot image memory
 #
@@ -36,19 +35,13 @@
 
 # %% [markdown]
 # ### Setup
-# This cell works locally and in Colab. In Colab it installs the course library from the one place configured in
-# `COURSE_SOURCE` (override it with `MEM_TUTORIAL_SOURCE`).
+# This cell works locally and in Colab. Where the course library is missing (Colab) it installs it, with
+# scikit-learn for the one-shot digits, from the published course (`COURSE_SOURCE`; to use another copy, set
+# `MEM_TUTORIAL_SOURCE` in a cell above: `%env MEM_TUTORIAL_SOURCE=...`).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-import os
-import subprocess
-import sys
-
-COURSE_SOURCE = os.environ.get("MEM_TUTORIAL_SOURCE", "git+https://github.com/mem-tutorial/mem-tutorial")
-if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mem-tutorial @ {COURSE_SOURCE}", "scikit-learn"],
-                   check=True)
+# @course-install[oneshot]
 
 import random
 import time
