@@ -3,7 +3,7 @@
 What it builds (all in a temporary folder unless ``--keep``):
 
 * a **fresh virtualenv with only what Colab preinstalls** that matters here — torch (the CPU build), numpy,
-  matplotlib, ipywidgets, tqdm, ipykernel, nbclient — installed with ``--no-index`` from a local wheel folder
+  matplotlib, ipywidgets, tqdm, ipykernel, nbclient, scikit-learn — installed with ``--no-index`` from a local wheel folder
   (``--wheels``, default ``~/.cache/mem_tutorial/colab_sim_wheels``, filled once with ``pip download`` by
   ``--prepare``); the course library is *not* installed;
 * a stand-in ``google.colab`` module, imported by an IPython start-up file, so ``"google.colab" in sys.modules``
@@ -40,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-PREINSTALLED = ["torch==2.13.0", "numpy", "matplotlib", "ipywidgets", "tqdm", "ipykernel", "nbclient"]
+PREINSTALLED = ["torch==2.13.0", "numpy", "matplotlib", "ipywidgets", "tqdm", "ipykernel", "nbclient", "scikit-learn"]
 BUILD = ["setuptools>=77", "wheel"]  # what pip's isolated build of the course archive needs
 DEFAULT_WHEELS = Path("~/.cache/mem_tutorial/colab_sim_wheels").expanduser()
 CLOSED_PORT_PROXY = "http://127.0.0.1:9"
