@@ -12,7 +12,6 @@ moves, and that the first exercise's check tells the learner it has not passed y
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -54,9 +53,6 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
     reason="headless Chromium not found (Debian: apt-get install chromium chromium-driver; .ci/run does it as root)",
 )
-# TODO(lead): drop this once mem_tutorial.grading.selfcheck (branch learner, Run All continues past exercises) is
-# merged; without it Run All stops at the first exercise, which is all this test can then check.
-HAVE_SELFCHECK = importlib.util.find_spec("mem_tutorial.grading.selfcheck") is not None
 
 
 def _free_port() -> int:
@@ -213,12 +209,6 @@ def test_run_all_in_jupyterlab_reaches_the_end_and_the_explorer_reacts(lab, brow
     cells = state["cells"]
     first_test = next(c for c in cells if c["grade"])
     assert first_test["count"] is not None, "the first exercise's check did not run"
-
-    if not HAVE_SELFCHECK:  # TODO(lead): remove with HAVE_SELFCHECK above
-        assert "NotImplementedError" in first_test["text"], first_test["text"][-500:]
-        assert cells[-1]["count"] is None, "without selfcheck, Run All stops at the first exercise"
-        pytest.skip("mem_tutorial.grading.selfcheck is not on this branch yet: Run All stops at the first exercise")
-
     assert "not passed yet" in first_test["text"] and "cosine_similarity" in first_test["text"], first_test["text"]
     ran = [c["count"] is not None for c in cells]
     assert all(ran), f"Run All stopped: code cells not run: {[i for i, r in enumerate(ran) if not r]}"
