@@ -14,8 +14,8 @@ BIN := $(ENV_DIR)/bin
 PY := $(BIN)/python
 STAMP := $(ENV_DIR)/.mem-tutorial-installed
 TORCH_SPEC ?= torch==2.13.0
-# course tools + Chapter 6's optional FAISS index and offline sentence encoder
-EXTRAS ?= course,faiss,text
+# course tools + Chapter 6's optional FAISS index and offline sentence encoder + Chapter 7's digits
+EXTRAS ?= course,faiss,text,oneshot
 # bAbI (Chapter 4/5): a local copy beside the repository is used when present, else the library's own lookup
 BABI_DIR ?= $(firstword $(MEM_TUTORIAL_BABI_DIR) $(wildcard $(CURDIR)/../shared/data/babi))
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)

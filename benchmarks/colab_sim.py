@@ -3,7 +3,7 @@
 What it builds (all in a temporary folder unless ``--keep``):
 
 * a **fresh virtualenv with only what Colab preinstalls** that matters here — torch (the CPU build), numpy,
-  matplotlib, ipywidgets, tqdm, ipykernel, nbclient — installed with ``--no-index`` from a local wheel folder
+  matplotlib, ipywidgets, tqdm, ipykernel, nbclient, scikit-learn — installed with ``--no-index`` from a local wheel folder
   (``--wheels``, default ``~/.cache/mem_tutorial/colab_sim_wheels``, filled once with ``pip download`` by
   ``--prepare``); the course library is *not* installed;
 * a stand-in ``google.colab`` module, imported by an IPython start-up file, so ``"google.colab" in sys.modules``
@@ -40,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-PREINSTALLED = ["torch==2.13.0", "numpy", "matplotlib", "ipywidgets", "tqdm", "ipykernel", "nbclient"]
+PREINSTALLED = ["torch==2.13.0", "numpy", "matplotlib", "ipywidgets", "tqdm", "ipykernel", "nbclient", "scikit-learn"]
 BUILD = ["setuptools>=77", "wheel"]  # what pip's isolated build of the course archive needs
 DEFAULT_WHEELS = Path("~/.cache/mem_tutorial/colab_sim_wheels").expanduser()
 CLOSED_PORT_PROXY = "http://127.0.0.1:9"
@@ -76,6 +76,8 @@ for i in code:
         if o.get("output_type") == "stream":
             outputs.append(o.get("text", ""))
 result["stream_tail"] = "".join(outputs)[-1500:]
+first = nb.cells[code[0]].get("outputs", []) if code else []
+result["setup_output"] = "".join(o.get("text", "") for o in first if o.get("output_type") == "stream")[:600]
 result["not_passed"] = sum(t.count("not passed yet") for t in outputs)
 result["skipped_sections"] = sum(t.count("\u23ed Section") for t in outputs)
 json.dump(result, open(out, "w"))
@@ -196,6 +198,8 @@ def main(argv=None) -> int:
                        else f"stopped at code cell {r['stopped_at']} of {r.get('code_cells', '?')}: {r['error']}")
             print(f"{nb.parent.name:<32} {verdict}  ({r.get('seconds', '?')} s; 'not passed yet' x{r.get('not_passed', 0)}"
                   f", skipped sections {r.get('skipped_sections', 0)})", flush=True)
+            for line in r.get("setup_output", "").splitlines()[:3]:
+                print(f"{'':<32}   setup cell: {line[:150]}")
         results["_meta"] = {"venv_install_seconds": venv_seconds, "total_seconds": round(time.time() - t_all, 1),
                             "babi": bool(args.babi), "python": sys.version.split()[0]}
         print(f"virtualenv with Colab's preinstalled packages: {venv_seconds} s; total {results['_meta']['total_seconds']} s")

@@ -12,7 +12,6 @@ moves, and that the first exercise's check tells the learner it has not passed y
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -29,8 +28,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "01_memory_as_attention"
 NOTEBOOK = ROOT / "notebooks" / CHAPTER / "memory_as_attention.ipynb"
-RUN_ALL_TIMEOUT_S = 120
-WIDGET_TIMEOUT_S = 20
+RUN_ALL_TIMEOUT_S = 300  # FAST mode: ~12 s of cells on a quiet machine; generous for a loaded CI machine
+WIDGET_TIMEOUT_S = 30
 
 selenium = pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[course]')")
 from selenium import webdriver  # noqa: E402
@@ -54,9 +53,6 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
     reason="headless Chromium not found (Debian: apt-get install chromium chromium-driver; .ci/run does it as root)",
 )
-# TODO(lead): drop this once mem_tutorial.grading.selfcheck (branch learner, Run All continues past exercises) is
-# merged; without it Run All stops at the first exercise, which is all this test can then check.
-HAVE_SELFCHECK = importlib.util.find_spec("mem_tutorial.grading.selfcheck") is not None
 
 
 def _free_port() -> int:
@@ -192,9 +188,8 @@ def _run_all_from_menu(driver):
 
 def test_run_all_in_jupyterlab_reaches_the_end_and_the_explorer_reacts(lab, browser):
     url, token, work = lab
-    started = time.monotonic()
     browser.get(f"{url}/lab/tree/{NOTEBOOK.name}?token={token}")
-    _wait(lambda: (s := _state(browser)) and s["status"] == "idle" and s["cells"], 60,
+    _wait(lambda: (s := _state(browser)) and s["status"] == "idle" and s["cells"], 120,
           "the notebook to open with an idle kernel")
     _run_all_from_menu(browser)
 
@@ -214,12 +209,6 @@ def test_run_all_in_jupyterlab_reaches_the_end_and_the_explorer_reacts(lab, brow
     cells = state["cells"]
     first_test = next(c for c in cells if c["grade"])
     assert first_test["count"] is not None, "the first exercise's check did not run"
-
-    if not HAVE_SELFCHECK:  # TODO(lead): remove with HAVE_SELFCHECK above
-        assert "NotImplementedError" in first_test["text"], first_test["text"][-500:]
-        assert cells[-1]["count"] is None, "without selfcheck, Run All stops at the first exercise"
-        pytest.skip("mem_tutorial.grading.selfcheck is not on this branch yet: Run All stops at the first exercise")
-
     assert "not passed yet" in first_test["text"] and "cosine_similarity" in first_test["text"], first_test["text"]
     ran = [c["count"] is not None for c in cells]
     assert all(ran), f"Run All stopped: code cells not run: {[i for i, r in enumerate(ran) if not r]}"
@@ -247,4 +236,3 @@ def test_run_all_in_jupyterlab_reaches_the_end_and_the_explorer_reacts(lab, brow
     _wait(lambda: view.find_element(By.CSS_SELECTOR, ".widget-readout").text != readout, WIDGET_TIMEOUT_S,
           "the β slider to move")
     _wait(lambda: (src := figure()) and src != before, WIDGET_TIMEOUT_S, "the figure to redraw after the slider moved")
-    assert time.monotonic() - started < 150

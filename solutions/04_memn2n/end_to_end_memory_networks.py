@@ -39,7 +39,9 @@
 # **Data.** The bAbI tasks are found, in this order: a folder you pass to `load_babi(data_dir=...)`; the folder
 # in the environment variable `MEM_TUTORIAL_BABI_DIR` (the one that contains `tasks_1-20_v1-2/`); the course cache
 # (`~/.cache/mem_tutorial/babi`); otherwise the official archive is downloaded (15 MB) and checked against its
-# SHA-256. Offline and without a copy, the error message says exactly how to get it.
+# SHA-256. Without a network and without a copy, this cell says once how to get them (in a notebook:
+# `%env MEM_TUTORIAL_BABI_DIR=...`), and each section that needs them is skipped with a one-line note; the
+# exercises and the rest of the chapter still run.
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -35,13 +35,13 @@
 
 # %% [markdown]
 # ### Setup
-# This cell works locally and in Colab. Where the course library is missing (Colab) it installs it from the published
-# course (`COURSE_SOURCE`; to use another copy, set `MEM_TUTORIAL_SOURCE` in a cell above:
-# `%env MEM_TUTORIAL_SOURCE=...`).
+# This cell works locally and in Colab. Where the course library is missing (Colab) it installs it, with
+# scikit-learn for the one-shot digits, from the published course (`COURSE_SOURCE`; to use another copy, set
+# `MEM_TUTORIAL_SOURCE` in a cell above: `%env MEM_TUTORIAL_SOURCE=...`).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-# @course-install
+# @course-install[oneshot]
 
 import random
 import time
