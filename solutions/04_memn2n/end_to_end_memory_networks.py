@@ -433,8 +433,8 @@ print(f"shipped joint model: d = {joint_model.config.embedding_dim}, {joint_mode
 #
 # The joint model (one network for all 20 tasks, $d = 50$, 3 hops, PE LS RN) on test stories. Rows are the
 # sentences (oldest first), columns the hops; ★ marks the supporting facts, which the model never saw in
-# training. Compare with the paper's Figure 2 / Table 2: on task 2 the first hop typically finds the object, the
-# next hop the person's latest location.
+# training. In the paper's examples (its Table 2) the hops on task 2 first find the object, then the person's
+# latest location; the cell after the figure measures how often ours does that.
 
 # %%
 joint_vocab = babi.Vocab(joint_ckpt["extra"]["vocab"])
@@ -452,6 +452,27 @@ for ax, (task, q) in zip(axes, [(1, 0), (2, 1), (3, 1)]):
     ax.set_title(f"task {task}: " + ax.get_title(), fontsize=8)
 fig.tight_layout()
 plt.show()
+
+# %%
+# Task 2: which of its two supporting facts is each hop's top sentence? The object's fact names the question's
+# object ("john got the football there"); the other one gives the person's place ("john went to the hallway").
+raw2, data2 = babi.load_task(2, "test"), joint_test(2)
+with torch.no_grad():
+    top2 = joint_model(data2.stories, data2.story_mask, data2.queries).attention.argmax(dim=2)   # [Q, H]
+shift = torch.tensor([max(0, len(ex.story) - 50) for ex in raw2])   # memory = the 50 most recent sentences
+object_fact = torch.tensor([[i for i in ex.supporting if ex.question[-1] in ex.story[i]][0] for ex in raw2]) - shift
+place_fact = torch.tensor([[i for i in ex.supporting if ex.question[-1] not in ex.story[i]][0] for ex in raw2]) - shift
+on_object = [float((top2[:, k] == object_fact).float().mean()) for k in range(3)]
+on_place = [float((top2[:, k] == place_fact).float().mean()) for k in range(3)]
+print("hop:                   1      2      3")
+print("top = object's fact: " + " ".join(f"{v:6.1%}" for v in on_object))
+print("top = place fact:    " + " ".join(f"{v:6.1%}" for v in on_place))
+assert on_object[0] >= 0.9 and on_place[2] >= 0.85 and on_object[1] >= 0.7   # quoted in the next cell
+
+# %% [markdown]
+# Ours follows the paper's order with three hops for two facts: the first hop finds the object's fact in more
+# than 90 % of the test questions, the last hop the person's place in more than 85 %, and the middle hop mostly
+# stays on the object (over 70 %).
 
 # %% [markdown]
 # Does the attention land on the supporting facts? It depends on what we count. For each test question take the
