@@ -433,8 +433,8 @@ print(f"shipped joint model: d = {joint_model.config.embedding_dim}, {joint_mode
 #
 # The joint model (one network for all 20 tasks, $d = 50$, 3 hops, PE LS RN) on test stories. Rows are the
 # sentences (oldest first), columns the hops; ★ marks the supporting facts, which the model never saw in
-# training. In the paper's examples (its Table 2) the hops on task 2 first find the object, then the person's
-# latest location; the cell after the figure measures how often ours does that.
+# training. A natural order for task 2 is to find the object's fact first ("john got the football"), then the
+# person's latest place; the cell after the figure measures how often ours reads in that order.
 
 # %%
 joint_vocab = babi.Vocab(joint_ckpt["extra"]["vocab"])
@@ -504,13 +504,13 @@ for task in (1, 2, 3):
     print(f"{task:>4} {r['error']:6.3f} {r['any']:6.3f} {r['last']:9.3f} {r['all']:6.3f}")
 
 # %% [markdown]
-# On task 1 the three measures agree: the one fact needed is a top sentence in 100 % of the questions, and
-# the last hop's top sentence almost always — the network learned where to look from the answers alone. On the chains of facts they part.
-# On task 3 some hop's top sentence is a supporting fact in 97 % of the questions, but all three facts are
-# top sentences in only 1 % of them, while the model answers 77 % correctly. In 41 % of the
+# On task 1 the three measures agree: the one fact needed is a top sentence in 100 % of the questions, and the
+# last hop's top sentence almost always: the network learned where to look from the answers alone. On chains of
+# facts they part. On task 3 some hop's top sentence is a supporting fact in 97 % of the questions, but all
+# three facts are top sentences in only 1 % of them, while the model answers 77 % correctly; in 41 % of the
 # questions two hops even share their top sentence. The answer comes from the whole weighted read, not from a
-# clean chain of top picks. The loose measure, the one a quick look at
-# attention maps suggests, overstates how much of the evidence the model reads.
+# clean chain of top picks. The loose measure, the one a quick look at attention maps suggests, overstates how
+# much of the evidence the model reads.
 
 # %%
 assert min(reading[1]["all"], reading[1]["last"]) >= 0.95 and reading[1]["error"] <= 0.01  # task 1: the fact
@@ -532,12 +532,12 @@ print("claims about the attention: checked")
 # is zero and is reset to zero after each update, so it changes no output, but it *receives a gradient*, and the
 # clipping of each matrix's gradient at norm 40 measures the matrix with that row in it. In joint training (50
 # slots, sentences padded to J = 11) most looked-up words are nil, the nil row dominates the norm, and the real
-# words take smaller steps (about 3 times smaller in linear start, measured at the initial weights). Our earlier joint models left that row
-# out of the norm and stayed at 53 % error on task 16 (*basic induction*) in every run, although a single-task
-# model solves it; with it (`M.TrainConfig(nil_gradient=True)`, part of `M.paper_recipe(joint=True)`) the
-# shipped model has 1.2 % on task 16. It is one training run (seed 0): 11.5 % mean error and 9
-# failed tasks, against the paper's 12.4 % and 11 (`benchmarks/RESULTS.md`: the measurements, the runs and
-# both ways of reporting them, the median of seeds and the paper's best of several restarts).
+# words take smaller steps (about 3 times smaller in linear start, measured at the initial weights). Our
+# earlier joint models left that row out of the norm and stayed at 53 % error on task 16 (*basic induction*) in
+# every run, although a single-task model solves it; with it (`M.TrainConfig(nil_gradient=True)`, part of
+# `M.paper_recipe(joint=True)`) the shipped model has 1.2 % on task 16. It is one training run (seed 0): 11.5 %
+# mean error and 9 failed tasks, against the paper's 12.4 % and 11 (`benchmarks/RESULTS.md`: the measurements,
+# the runs and both ways of reporting them, the median of seeds and the paper's best of several restarts).
 
 # %%
 ours = joint_ckpt["extra"]["test_error"]
