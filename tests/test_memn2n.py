@@ -577,3 +577,11 @@ def test_fit_in_float64_keeps_the_dtype():
     result = M.fit(model, _toy_data(64), _toy_data(16), M.TrainConfig(epochs=2, ls_epochs=1, nil_gradient=True))
     assert all(p.dtype == torch.float64 for p in model.parameters())
     assert all(math.isfinite(v) for v in result.history[0]["train_loss"]) and len(result.history[0]["train_loss"]) == 3
+
+
+def test_ls_patience_warns():
+    """The linear-start validation loss is too noisy to stop on (issue #20): fit warns when ls_patience is set."""
+    cfg = M.MemN2NConfig(vocab_size=12, sentence_length=5, memory_size=16, embedding_dim=8, hops=1)
+    data = _toy_data(32)
+    with pytest.warns(UserWarning, match="too noisy"):
+        M.fit(M.MemN2N(cfg), data, data, M.TrainConfig(epochs=1, ls_epochs=1, ls_patience=1))
