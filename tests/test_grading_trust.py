@@ -145,12 +145,20 @@ def test_implementation_specs_follow_private_helpers_but_spare_building_blocks()
 def session(tmp_path_factory):
     base = tmp_path_factory.mktemp("trust")
     isolate = sandbox.can_isolate()[0]
-    policy = sandbox.prepare_box(str(base), "student", "chapter", 0, sandbox.Limits(cell_timeout=30), hide=[],
+    # A slot of our own, as autograde leases them: other test workers grading at the same time kill their own
+    # sandbox users' processes when they finish, and must never hit this session's answer processes.
+    lease = sandbox.SlotLease(1) if isolate else None
+    worker = lease.slots[0] if lease else 0
+    policy = sandbox.prepare_box(str(base), "student", "chapter", worker, sandbox.Limits(cell_timeout=30), hide=[],
                                  isolate=isolate, env={"MEM_TUTORIAL_FAST": "1"})
-    s = GradingSession(policy, release_dir=None)
-    yield s
-    s.close()
-    sandbox.kill_sandbox_processes(s.answer_uid())
+    s = GradingSession(policy, release_dir=None, worker=worker)
+    try:
+        yield s
+    finally:
+        s.close()
+        sandbox.kill_sandbox_processes(s.answer_uid())
+        if lease:
+            lease.release()
 
 
 def grade(session, chapter: str, test_gid: str, answers: dict[str, str] | None = None, extra: str | None = None,
@@ -364,8 +372,9 @@ def test_a_later_run_removes_what_a_killed_run_left(tmp_path):
 def test_kernels_get_a_private_dev_shm_and_ipc(tmp_path):
     marker = Path("/dev/shm") / f"mt-host-{os.getpid()}"
     marker.write_text("visible to everyone on the host")
+    lease = sandbox.SlotLease(1)
     try:
-        policy = sandbox.prepare_box(str(tmp_path), "s", "c", 0, sandbox.Limits(), hide=[], isolate=True)
+        policy = sandbox.prepare_box(str(tmp_path), "s", "c", lease.slots[0], sandbox.Limits(), hide=[], isolate=True)
         spec = policy.write_spec()
         code = ("import os, sys; open('/dev/shm/mine', 'w').write('x'); print(sorted(os.listdir('/dev/shm')))")
         out = subprocess.run([sys.executable, "-I", str(sandbox.LAUNCHER), spec, "--", sys.executable, "-c", code],
@@ -375,3 +384,4 @@ def test_kernels_get_a_private_dev_shm_and_ipc(tmp_path):
         assert not (Path("/dev/shm") / "mine").exists()
     finally:
         marker.unlink()
+        lease.release()
