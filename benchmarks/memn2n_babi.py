@@ -99,7 +99,8 @@ def run_single(args) -> dict:
     for t in skipped:
         log(f"skipping task {t}: {babi.TASK_NAMES[t]} train file missing in {args.variant} (see RESULTS.md)")
     S = len(args.seeds)
-    runs = [{"seed": seed, "per_task": {}, "valid_error": {}, "best_epoch": {}} for seed in args.seeds]
+    runs = [{"seed": seed, "per_task": {}, "valid_error": {}, "best_epoch": {}, "train_error": {}}
+            for seed in args.seeds]
     seconds, configs, recipe = 0.0, {}, None
     for t in tasks:
         data = babi.load_babi(t, args.variant, args.data_dir, seed=args.split_seed)
@@ -114,6 +115,8 @@ def run_single(args) -> dict:
             runs[s]["per_task"][t] = tests[s]["error"]
             runs[s]["valid_error"][t] = result.best_valid_error[s]
             runs[s]["best_epoch"][t] = result.best_epoch[s]
+            runs[s]["train_error"][t] = _train_error_at_best({"history": vars(result.history[s]),
+                                                              "best_epoch": result.best_epoch[s]})
         seconds += result.seconds
         configs[t] = dict(cfg.__dict__)
         log(f"task {t}: test error per seed " + " ".join(f"{100 * tests[s]['error']:.1f}" for s in range(S))
@@ -194,8 +197,8 @@ def _train_error_at_best(run: dict) -> float | None:
 def protocol_table(runs: list[dict], paper: dict[int, float] | None) -> str:
     """Per task: every run, the *median of independent seeds*, and *the paper's protocol* (best of N restarts,
     chosen on training error as Sukhbaatar et al. Sec. 4.2 did, and on validation error). Joint runs are chosen
-    as a whole (one model for all tasks); single-task runs per task (the training error per task is not saved
-    by single mode, so only the validation choice is given there)."""
+    as a whole (one model for all tasks); single-task runs per task (reports written before single mode saved
+    the training error per task give only the validation choice)."""
     tasks = sorted(runs[0]["per_task"])
     joint = not isinstance(runs[0]["valid_error"], dict)
     n = len(runs)
@@ -207,7 +210,9 @@ def protocol_table(runs: list[dict], paper: dict[int, float] | None) -> str:
         pick_train = {t: by_train for t in tasks} if by_train is not None else None
     else:
         pick_valid = {t: min(range(n), key=lambda i: runs[i]["valid_error"][t]) for t in tasks}
-        pick_train = None
+        have_train = all(r.get("train_error", {}).get(t) is not None for r in runs for t in tasks)
+        pick_train = ({t: min(range(n), key=lambda i: runs[i]["train_error"][t]) for t in tasks}
+                      if have_train else None)
     head = ("| task | " + " | ".join(f"seed {r['seed']}" for r in runs) + f" | **median of {n} seeds** | "
             f"best of {n} on training error | best of {n} on validation error |" + (" paper |" if paper else ""))
     lines = [head, "|---:|" + "---:|" * (n + 3) + ("---:|" if paper else "")]
@@ -288,11 +293,12 @@ def main(argv=None) -> int:
                 run["per_task"] = {int(k): v for k, v in run["per_task"].items()}
                 if isinstance(run["valid_error"], dict):
                     run["valid_error"] = {int(k): v for k, v in run["valid_error"].items()}
+                    run["train_error"] = {int(k): v for k, v in run.get("train_error", {}).items()}
                 same = [r for r in runs if r["seed"] == run["seed"] and isinstance(r["valid_error"], dict)
                         and isinstance(run["valid_error"], dict) and not set(r["per_task"]) & set(run["per_task"])]
                 if same:  # single-task reports split over files (different tasks, same seed): merge them
-                    for key in ("per_task", "valid_error", "best_epoch"):
-                        same[0][key].update({int(k): v for k, v in run[key].items()})
+                    for key in ("per_task", "valid_error", "best_epoch", "train_error"):
+                        same[0].setdefault(key, {}).update({int(k): v for k, v in run.get(key, {}).items()})
                 else:
                     runs.append(run)
         paper = None
