@@ -151,6 +151,8 @@ def overrides(args) -> dict:
         out["epochs"] = args.epochs
     if args.ls_epochs is not None:
         out["ls_epochs"] = args.ls_epochs
+    if args.lr is not None:
+        out["lr"] = out["ls_lr"] = args.lr
     if args.anneal_every is not None:
         out["anneal_every"] = args.anneal_every
     if args.ls_patience is not None:
@@ -266,6 +268,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-rn", action="store_true", help="no random noise")
     parser.add_argument("--epochs", type=int, default=None, help="override the number of softmax-phase epochs")
     parser.add_argument("--ls-epochs", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None, help="learning rate of both phases (default 0.005 with LS)")
     parser.add_argument("--anneal-every", type=int, default=None)
     parser.add_argument("--clip", default="per_matrix", choices=["global", "per_matrix"],
                         help="gradient clipping: global norm (paper) or per matrix (official code)")
