@@ -36,6 +36,7 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 
 
 def _find(*names: str) -> str | None:
@@ -160,9 +161,14 @@ def _state(driver):
 
 
 def _wait(predicate, timeout, what, interval=0.5):
+    """Poll ``predicate`` until it returns something true. An element JupyterLab re-rendered between finding it
+    and reading it (a figure the widget just redrew) counts as "not yet", not as a failure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         time.sleep(interval)
