@@ -357,6 +357,10 @@ def test_a_later_run_removes_what_a_killed_run_left(tmp_path):
     dead = tmp_path / "mt-grade-dead"
     dead.mkdir()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(dead)])
+    deadline = time.time() + 10
+    while str(dead) not in Path(f"/proc/{child.pid}/cmdline").read_bytes().decode(errors="replace"):
+        assert time.time() < deadline, "the leftover process did not start"
+        time.sleep(0.05)  # until it has exec'd: before that its command line is this test's
     (dead / OWNER_FILE).write_text("999999 1")  # a process that is gone
     (dead / "box").mkdir()
     removed = cleanup_stale(str(tmp_path))
