@@ -86,7 +86,8 @@ def joint_report(args, data, cfg, model, result, save=False, partial_epoch=None)
 def model_config(args, data, joint: bool) -> M.MemN2NConfig:
     """M.paper_config (official PE matrix, fixed-size memory with empty slots) with the command-line changes."""
     return M.paper_config(data, joint=joint, embedding_dim=args.dim or (50 if joint else 20), hops=args.hops,
-                          encoding=args.encoding, pe_formula=args.pe_formula,
+                          encoding=args.encoding, pe_formula=args.pe_formula, tying=args.tying,
+                          nonlinearity=None if args.nonlinearity == "none" else args.nonlinearity,
                           slots=None if args.padding == "mask" else int(data.train.stories.shape[1]),
                           **({} if args.time_word is None else {"time_word": args.time_word == "yes"}))
 
@@ -255,6 +256,10 @@ def main(argv=None) -> int:
     parser.add_argument("--hops", type=int, default=3)
     parser.add_argument("--dim", type=int, default=None, help="embedding size (default 50 joint, 20 single)")
     parser.add_argument("--encoding", default="pe", choices=["pe", "bow"])
+    parser.add_argument("--tying", default="adjacent", choices=["adjacent", "layerwise"])
+    parser.add_argument("--nonlinearity", default="none", choices=["none", "relu"],
+                        help="relu: u^{k+1} = ReLU(u^k + o^k), the official add_nonlin; with --dim 100 the "
+                             "paper's PE LS RN* model (Table 3, 10k)")
     parser.add_argument("--pe-formula", default="official", choices=["paper", "official"],
                         help="PE matrix: the official code's (default) or the paper's printed formula (half as large)")
     parser.add_argument("--padding", default="empty", choices=["empty", "mask"],

@@ -168,6 +168,8 @@ def reference_forward(model: M.MemN2N, stories, mask, queries, ages, copy=0, lin
             u = u @ model.H[copy].double().T + M.memory_output(p, c)
         else:
             u, p = M.memory_hop(u, m, c, mask, linear)
+        if model.config.nonlinearity == "relu":  # u^{k+1} = ReLU(u^k + o^k), the official add_nonlin
+            u = u.clamp(min=0)
         ps.append(p)
     return u @ mats["W"].T, torch.stack(ps, dim=1)
 
@@ -185,14 +187,16 @@ def toy_batch(V=12, B=4, N=6, J=5, seed=0):
     return stories, mask, queries
 
 
-@pytest.mark.parametrize("encoding,formula,tying,temporal", [
-    ("pe", "paper", "adjacent", True), ("bow", "paper", "adjacent", True), ("pe", "official", "adjacent", False),
-    ("pe", "paper", "layerwise", True)])
+@pytest.mark.parametrize("encoding,formula,tying,temporal,nonlinearity", [
+    ("pe", "paper", "adjacent", True, None), ("bow", "paper", "adjacent", True, None),
+    ("pe", "official", "adjacent", False, None), ("pe", "paper", "layerwise", True, None),
+    ("pe", "official", "adjacent", True, "relu"), ("pe", "paper", "layerwise", True, "relu")])
 @pytest.mark.parametrize("linear", [False, True])
-def test_model_matches_equation_reference(encoding, formula, tying, temporal, linear):
+def test_model_matches_equation_reference(encoding, formula, tying, temporal, nonlinearity, linear):
     torch.manual_seed(0)
     cfg = M.MemN2NConfig(vocab_size=12, sentence_length=5, memory_size=8, embedding_dim=6, hops=3,
-                         encoding=encoding, pe_formula=formula, tying=tying, temporal=temporal)
+                         encoding=encoding, pe_formula=formula, tying=tying, temporal=temporal,
+                         nonlinearity=nonlinearity)
     model = M.MemN2N(cfg)
     stories, mask, queries = toy_batch()
     ages = M.memory_ages(mask)
@@ -217,6 +221,21 @@ def test_copies_are_independent_networks():
         torch.testing.assert_close(out.logits[s].double(), ref, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="copies"):
         model(*batches[0])
+
+
+def test_nonlinearity_is_checked_and_changes_the_answer():
+    with pytest.raises(ValueError, match="nonlinearity"):
+        M.MemN2NConfig(vocab_size=12, sentence_length=5, nonlinearity="tanh")
+    torch.manual_seed(0)
+    cfg = M.MemN2NConfig(vocab_size=12, sentence_length=5, memory_size=8, embedding_dim=6, hops=3, slots=6)
+    linear_model = M.MemN2N(cfg)
+    relu_model = M.MemN2N(M.MemN2NConfig(**{**cfg.__dict__, "nonlinearity": "relu"}))
+    relu_model.load_state_dict(linear_model.state_dict())
+    stories, mask, queries = toy_batch()
+    assert not torch.allclose(linear_model(stories, mask, queries).logits, relu_model(stories, mask, queries).logits)
+    # the official clipping path (nil rows looked up, empty slots as nil memories) gives the same outputs
+    torch.testing.assert_close(relu_model(stories, mask, queries, nil_gradient=True).logits,
+                               relu_model(stories, mask, queries).logits, rtol=1e-5, atol=1e-5)
 
 
 def test_adjacent_tying_shares_matrices_and_nil_stays_zero():

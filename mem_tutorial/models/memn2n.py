@@ -7,7 +7,8 @@ V vocabulary, H hops, T rows of the temporal matrices):
 * memory output c_i = sum_j l_j * C x_ij + T_C(i)
 * attention     p_i = Softmax(u^T m_i)                            (Eq. 1)
 * response      o   = sum_i p_i c_i                               (Eq. 2)
-* next query    u^{k+1} = u^k + o^k                               (Sec. 2.2; layer-wise: H u^k + o^k)
+* next query    u^{k+1} = u^k + o^k                               (Sec. 2.2; layer-wise: H u^k + o^k;
+                                                                  ``nonlinearity="relu"``: ReLU(u^k + o^k))
 * answer        a_hat = Softmax(W (o^K + u^K)) = Softmax(W u^{K+1}) (Eq. 3)
 
 Position encoding (Sec. 4.1): l_kj = (1 - j/J) - (k/d)(1 - 2j/J), with 1-based word index j = 1..J and
@@ -440,6 +441,10 @@ class MemN2NConfig:
     # each memory, weighted by the last row of a (J+1)-row PE matrix whose first J rows weight the words.
     # False: m_i = sum_j l_j * A x_ij + T_A(i) with a J-row matrix (the paper's Sec. 4.1 wording).
     time_word: bool = False
+    # A non-linearity on the internal state after every hop, u^{k+1} = ReLU(u^k + o^k) (the official code's
+    # ``add_nonlin``: a ReLU after each hop's AddTable). With d = 100 it is the paper's "PE LS RN *" model of
+    # Table 3 (10k training questions: 4.2 % mean error, where the linear PE LS RN model has 6.6 %).
+    nonlinearity: str | None = None  # None | "relu"
 
     def __post_init__(self):
         if self.encoding not in ("pe", "bow"):
@@ -450,6 +455,8 @@ class MemN2NConfig:
             raise ValueError(f"tying must be 'adjacent' or 'layerwise', got {self.tying!r}")
         if self.hops < 1:
             raise ValueError(f"hops must be >= 1, got {self.hops}")
+        if self.nonlinearity not in (None, "relu"):
+            raise ValueError(f"nonlinearity must be None or 'relu', got {self.nonlinearity!r}")
         if self.slots is not None and self.slots < 1:
             raise ValueError(f"slots must be None or >= 1, got {self.slots}")
 
@@ -627,6 +634,8 @@ class MemN2N(nn.Module):
                 p = memory_attention(u, embed(a, ta), flat_mask, linear, empty)
                 Hu = torch.bmm(u.view(S, B, d), self.H.transpose(1, 2)).reshape(S * B, d)
                 u = Hu + memory_output(p, embed(c, tc))
+            if self.config.nonlinearity == "relu":  # official add_nonlin: ReLU after each hop's sum
+                u = F.relu(u)
             attention.append(p)
         W = self.embeddings[w_index]  # [S, V, d]
         logits = torch.bmm(u.view(S, B, d), W.transpose(1, 2))  # a_hat = Softmax(W u^{K+1}) (Eq. 3)
