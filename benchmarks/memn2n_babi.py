@@ -11,6 +11,8 @@ Examples (2-core CPU; run niced, one thread):
     nice -n 10 python benchmarks/memn2n_babi.py joint --seeds 0 1 2
     nice -n 10 python benchmarks/memn2n_babi.py single --seeds 0 1 2
     nice -n 10 python benchmarks/memn2n_babi.py single --variant en-10k --seeds 0
+    nice -n 10 python benchmarks/memn2n_babi.py single --variant en-10k --seeds 0 1 2 \
+        --dim 100 --tying layerwise --nonlinearity relu      # the non-linear 10k model (RESULTS.md)
     python benchmarks/memn2n_babi.py protocol --files benchmarks/results/memn2n_joint_en_nilgrad_seed0.json
 
 Joint runs use ``paper_recipe(joint=True)``: 30 fixed LS epochs and clipping with the nil word's gradient
