@@ -685,6 +685,13 @@ print("summary figures: checked")
 # 5. Train task 6 (*yes/no questions*) with `M.paper_config(data)`, then with `pe_formula="paper"`, then with
 #    `slots=None` (padding masked). Which setting keeps the model at chance, and why does an "empty" slot help
 #    to answer *no*?
+# 6. *Path finding with ten times the data* (task 19, `babi.load_babi(19, "en-10k")`; a few minutes of CPU per
+#    run). Train `M.paper_config(data)`, then `M.paper_config(data, embedding_dim=100, tying="layerwise",
+#    nonlinearity="relu")` (a ReLU on $u$ after every hop), and compare their *training* errors. To answer "How do
+#    you go from the den to the kitchen?" from "The den is east of the hallway", the first step is *west*: the
+#    direction word must be flipped according to where the start room stands in the sentence. Why is that hard
+#    for sums of word vectors followed by a linear read-out, and what does a non-linearity between hops add?
+#    (Our runs: `benchmarks/RESULTS.md`, "en-10k: the paper's non-linear model".)
 #
 # ## References
 # - S. Sukhbaatar, A. Szlam, J. Weston, R. Fergus. *End-To-End Memory Networks.* NeurIPS 2015, arXiv:1503.08895.
