@@ -18,7 +18,9 @@ Examples (2-core CPU; run niced, one thread):
 Joint runs use ``paper_recipe(joint=True)``: 30 fixed LS epochs and clipping with the nil word's gradient
 (``--nil-gradient``, the official code's behaviour; without it task 16 stays at ~53 % in joint training).
 ``protocol`` prints both ways of reporting: the median of independent seeds and the paper's protocol (best of
-N restarts, chosen on training error as the paper did, and on validation error).
+N restarts, chosen on training error as the paper did, and on validation error). Single mode also records each
+run's last-epoch model (the official code tests that one rather than the best-validation weights); ``protocol
+--weights final`` tabulates those.
 """
 
 from __future__ import annotations
@@ -102,8 +104,8 @@ def run_single(args) -> dict:
     for t in skipped:
         log(f"skipping task {t}: {babi.TASK_NAMES[t]} train file missing in {args.variant} (see RESULTS.md)")
     S = len(args.seeds)
-    runs = [{"seed": seed, "per_task": {}, "valid_error": {}, "best_epoch": {}, "train_error": {}}
-            for seed in args.seeds]
+    runs = [{"seed": seed, "per_task": {}, "valid_error": {}, "best_epoch": {}, "train_error": {},
+             "final": {"per_task": {}, "valid_error": {}, "train_error": {}}} for seed in args.seeds]
     seconds, configs, recipe = 0.0, {}, None
     for t in tasks:
         data = babi.load_babi(t, args.variant, args.data_dir, seed=args.split_seed)
@@ -112,7 +114,18 @@ def run_single(args) -> dict:
         model = M.MemN2N(cfg, copies=S)
         recipe = M.paper_recipe(joint=False, ten_k=args.variant == "en-10k", linear_start=not args.no_ls,
                                 random_noise=not args.no_rn, seed=1000 * args.seeds[0] + t, **overrides(args))
-        result = M.fit(model, data.train, data.valid, recipe, log=log if args.verbose else None, desc=f"task {t}")
+        # the official code tests the model of the last epoch: record it too (the callback runs before fit
+        # restores the best-validation weights), so one run gives both selections
+        last_epoch = (recipe.ls_epochs if recipe.linear_start else 0) + recipe.epochs
+        final = {}
+
+        def at_epoch(epoch, partial, _best_state, data=data, last_epoch=last_epoch, final=final):
+            if epoch == last_epoch:
+                final["test"] = M.evaluate_copies(model, [data.test] * S)
+                final["history"] = [vars(h) for h in partial.history]
+
+        result = M.fit(model, data.train, data.valid, recipe, log=log if args.verbose else None, desc=f"task {t}",
+                       report_every=1, report=at_epoch)
         tests = M.evaluate_copies(model, [data.test] * S)
         for s in range(S):
             runs[s]["per_task"][t] = tests[s]["error"]
@@ -120,6 +133,11 @@ def run_single(args) -> dict:
             runs[s]["best_epoch"][t] = result.best_epoch[s]
             runs[s]["train_error"][t] = _train_error_at_best({"history": vars(result.history[s]),
                                                               "best_epoch": result.best_epoch[s]})
+            if final:  # the last epoch's model: test error, and the last epoch's training and validation error
+                metrics = final["history"][s]["metrics"]
+                runs[s]["final"]["per_task"][t] = final["test"][s]["error"]
+                runs[s]["final"]["train_error"][t] = metrics["train_error"][-1]
+                runs[s]["final"]["valid_error"][t] = metrics["valid_error"][-1]
         seconds += result.seconds
         configs[t] = dict(cfg.__dict__)
         log(f"task {t}: test error per seed " + " ".join(f"{100 * tests[s]['error']:.1f}" for s in range(S))
@@ -252,6 +270,9 @@ def main(argv=None) -> int:
                         help="'table' prints the table of a saved JSON report (--out); 'protocol' the two-column "
                              "table (median of seeds, best of N restarts) of the reports in --files")
     parser.add_argument("--files", nargs="+", default=None, help="protocol mode: JSON reports, one or more seeds each")
+    parser.add_argument("--weights", default="best", choices=["best", "final"],
+                        help="protocol mode, single-task reports: each run's best-validation weights (default) or "
+                             "its last epoch's model, as the official code tests")
     parser.add_argument("--variant", default="en", choices=babi.VARIANTS)
     parser.add_argument("--tasks", type=int, nargs="+", default=list(babi.ALL_TASKS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -300,6 +321,10 @@ def main(argv=None) -> int:
             report = json.loads(Path(name).read_text())
             modes.add(report.get("mode")), variants.add(report.get("variant", "en"))
             for run in report["runs"]:
+                if args.weights == "final":
+                    if "final" not in run:
+                        parser.error(f"{name} has no last-epoch figures (written before single mode saved them)")
+                    run.update(run["final"])
                 run["per_task"] = {int(k): v for k, v in run["per_task"].items()}
                 if isinstance(run["valid_error"], dict):
                     run["valid_error"] = {int(k): v for k, v in run["valid_error"].items()}
